@@ -1,0 +1,21 @@
+//! Hephaestus core: the data model, the hybrid logical clock, the op log, the
+//! merge rule and the stores (DESIGN §1–§3).
+//!
+//! Pure and deterministic: no network, no async, and no wall-clock reads
+//! except through an injected [`hlc::Clock`].
+
+pub mod date;
+pub mod field;
+pub mod hlc;
+mod merge;
+pub mod node;
+pub mod op;
+pub mod replica;
+pub mod store;
+
+pub use field::{Field, Invalid, NodeId};
+pub use hlc::{Clock, ClockError, Hlc, HlcState, ManualClock, ReplicaId};
+pub use node::{Kind, Link, Node, Priority, Query, Register, Status};
+pub use op::{LoggedOp, Op, Outcome, Refusal};
+pub use replica::{Replica, ReplicaError};
+pub use store::{MemoryStore, Resolved, SqliteStore, Store, StoreError, Transaction};

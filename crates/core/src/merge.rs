@@ -1,0 +1,72 @@
+//! The merge rule: per register, the op with the greatest HLC wins.
+//!
+//! [`plan`] decides, for one batch, which ops are refused, which are
+//! duplicates, which are logged, and which one op per register is the
+//! batch's candidate for the register. A store then logs the fresh ops and
+//! writes each candidate only if its HLC beats the stored one. Pre-merging per
+//! register keeps a batch to one register write per `(node, field)`, however
+//! many ops it holds for it.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use crate::field::NodeId;
+use crate::hlc::Hlc;
+use crate::op::{Op, Outcome, Refusal};
+
+/// What a store must do to apply one batch.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// One outcome per op; `Applied` is provisional for candidates until the
+    /// store compares them with the stored register.
+    pub outcomes: Vec<Outcome>,
+    /// Indexes of ops to append to the log, in batch order.
+    pub fresh: Vec<usize>,
+    /// Index of the greatest fresh op per register.
+    pub candidates: Vec<usize>,
+}
+
+/// Plans a batch. `logged` answers whether an HLC is already in the store's log.
+pub(crate) fn plan<E>(
+    ops: &[Op],
+    mut logged: impl FnMut(&Hlc) -> Result<bool, E>,
+) -> Result<Plan, E> {
+    let mut outcomes = Vec::with_capacity(ops.len());
+    let mut fresh = Vec::with_capacity(ops.len());
+    let mut seen: HashSet<Hlc> = HashSet::new();
+    let mut best: HashMap<(&NodeId, &str), usize> = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(invalid) = op.check() {
+            outcomes.push(Outcome::Refused(Refusal::Invalid(invalid)));
+            continue;
+        }
+        if !seen.insert(op.hlc) || logged(&op.hlc)? {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        fresh.push(i);
+        match best.entry((&op.node, op.field.as_str())) {
+            Entry::Vacant(e) => {
+                e.insert(i);
+                outcomes.push(Outcome::Applied);
+            }
+            Entry::Occupied(mut e) => {
+                let prev = *e.get();
+                if op.hlc > ops[prev].hlc {
+                    outcomes[prev] = Outcome::Superseded;
+                    e.insert(i);
+                    outcomes.push(Outcome::Applied);
+                } else {
+                    outcomes.push(Outcome::Superseded);
+                }
+            }
+        }
+    }
+    let mut candidates: Vec<usize> = best.into_values().collect();
+    candidates.sort_unstable();
+    Ok(Plan {
+        outcomes,
+        fresh,
+        candidates,
+    })
+}

@@ -1,0 +1,469 @@
+//! The conformance suite every [`Store`] must pass.
+//!
+//! Each check is a generic function taking a fresh store; the
+//! [`store_conformance!`](crate::store_conformance) macro turns them into
+//! `#[test]`s for one implementation. SQLite, in-memory and any later store
+//! (PostgreSQL) run the same suite, so they cannot disagree.
+
+use serde_json::{Value, json};
+
+use super::{Resolved, Store, StoreError, Transaction};
+use crate::field::NodeId;
+use crate::hlc::{Hlc, ReplicaId};
+use crate::node::{Kind, Priority, Query, Status};
+use crate::op::{Op, Outcome, Refusal};
+
+/// A node id made from one byte, for readable tests.
+pub fn node_id(n: u8) -> NodeId {
+    NodeId::from_random_bytes([n; 16])
+}
+
+/// An op stamped `(wall, counter)` by replica `replica`.
+pub fn op(wall: u64, counter: u16, replica: u8, node: u8, field: &str, value: Value) -> Op {
+    Op {
+        hlc: Hlc {
+            wall_ms: wall,
+            counter,
+            replica: ReplicaId([replica; 16]),
+        },
+        node: node_id(node),
+        field: field.to_owned(),
+        value,
+    }
+}
+
+fn task(wall: u64, node: u8, title: &str) -> Vec<Op> {
+    vec![
+        op(wall, 0, 1, node, "kind", json!("task")),
+        op(wall, 1, 1, node, "title", json!(title)),
+        op(wall, 2, 1, node, "status", json!("todo")),
+    ]
+}
+
+pub fn apply_and_read_back<S: Store>(mut s: S) {
+    let outcomes = s.apply_batch(&task(1000, 1, "Buy milk")).unwrap();
+    assert_eq!(outcomes, vec![Outcome::Applied; 3]);
+    let n = s.node(&node_id(1)).unwrap().unwrap();
+    assert_eq!(n.kind, Some(Kind::Task));
+    assert_eq!(n.title.as_deref(), Some("Buy milk"));
+    assert_eq!(n.status, Some(Status::Todo));
+    assert_eq!(n.priority, Priority::None);
+    assert_eq!(n.created.wall_ms, 1000);
+    assert_eq!((n.updated.wall_ms, n.updated.counter), (1000, 2));
+    assert_eq!(s.registers().unwrap().len(), 3);
+    assert_eq!(s.op_count().unwrap(), 3);
+    assert_eq!(s.last_seq().unwrap(), 3);
+    assert_eq!(s.max_hlc().unwrap().map(|h| h.counter), Some(2));
+    assert!(s.node(&node_id(2)).unwrap().is_none());
+}
+
+pub fn greatest_hlc_wins_in_any_order<S: Store>(mut s: S) {
+    let older = op(1000, 0, 2, 1, "title", json!("older"));
+    let newer = op(1000, 0, 3, 1, "title", json!("newer")); // same wall time, greater replica
+    assert_eq!(
+        s.apply_batch(std::slice::from_ref(&newer)).unwrap(),
+        vec![Outcome::Applied]
+    );
+    assert_eq!(
+        s.apply_batch(std::slice::from_ref(&older)).unwrap(),
+        vec![Outcome::Superseded]
+    );
+    assert_eq!(
+        s.node(&node_id(1)).unwrap().unwrap().title.as_deref(),
+        Some("newer")
+    );
+    // Within one batch, in either order.
+    let a = op(2000, 0, 1, 2, "title", json!("a"));
+    let b = op(2000, 1, 1, 2, "title", json!("b"));
+    assert_eq!(
+        s.apply_batch(&[b.clone(), a.clone()]).unwrap(),
+        vec![Outcome::Applied, Outcome::Superseded]
+    );
+    assert_eq!(
+        s.node(&node_id(2)).unwrap().unwrap().title.as_deref(),
+        Some("b")
+    );
+    let c = op(3000, 0, 1, 3, "title", json!("c"));
+    let d = op(3000, 1, 1, 3, "title", json!("d"));
+    assert_eq!(
+        s.apply_batch(&[c, d]).unwrap(),
+        vec![Outcome::Superseded, Outcome::Applied]
+    );
+    assert_eq!(
+        s.node(&node_id(3)).unwrap().unwrap().title.as_deref(),
+        Some("d")
+    );
+    // Every op is logged, winners and losers alike.
+    assert_eq!(s.op_count().unwrap(), 6);
+}
+
+pub fn duplicates_change_nothing<S: Store>(mut s: S) {
+    let ops = task(1000, 1, "Buy milk");
+    s.apply_batch(&ops).unwrap();
+    let before = s.registers().unwrap();
+    assert_eq!(s.apply_batch(&ops).unwrap(), vec![Outcome::Duplicate; 3]);
+    let twice = [ops[0].clone(), ops[0].clone()];
+    assert_eq!(s.apply_batch(&twice).unwrap(), vec![Outcome::Duplicate; 2]);
+    let fresh = op(5000, 0, 1, 1, "priority", json!("high"));
+    assert_eq!(
+        s.apply_batch(&[fresh.clone(), fresh]).unwrap(),
+        vec![Outcome::Applied, Outcome::Duplicate]
+    );
+    assert_eq!(s.op_count().unwrap(), 4);
+    assert_eq!(s.registers().unwrap().len(), before.len() + 1);
+    let seqs: Vec<u64> = s.ops_after(0, 100).unwrap().iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
+
+pub fn ops_after_pages_in_seq_order<S: Store>(mut s: S) {
+    let ops: Vec<Op> = (0..25)
+        .map(|i| op(1000 + i, 0, 1, 1, "title", json!(format!("v{i}"))))
+        .collect();
+    for chunk in ops.chunks(7) {
+        s.apply_batch(chunk).unwrap();
+    }
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = s.ops_after(after, 10).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 10);
+        for l in &page {
+            assert!(l.seq > after, "seq {} after {after}", l.seq);
+            after = l.seq;
+            seen.push(l.op.clone());
+        }
+    }
+    assert_eq!(seen, ops);
+    assert!(s.ops_after(u64::MAX, 10).unwrap().is_empty());
+    assert!(s.ops_after(3, 0).unwrap().is_empty());
+}
+
+/// DESIGN §4: an op with an older HLC that arrives after newer ones is still
+/// found by a reader who has already read past the newer ones.
+pub fn late_arriving_op_is_visible_through_ops_after<S: Store>(mut s: S) {
+    s.apply_batch(&[op(100_000, 0, 1, 1, "title", json!("new"))])
+        .unwrap();
+    let cursor = s.last_seq().unwrap();
+    let late = op(
+        60_000,
+        0,
+        2,
+        2,
+        "title",
+        json!("stamped earlier, arrived later"),
+    );
+    assert_eq!(
+        s.apply_batch(std::slice::from_ref(&late)).unwrap(),
+        vec![Outcome::Applied]
+    );
+    let page = s.ops_after(cursor, 100).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].op, late);
+    assert!(page[0].seq > cursor);
+}
+
+pub fn a_batch_with_one_invalid_op_writes_nothing<S: Store>(mut s: S) {
+    let mut ops = task(1000, 1, "Buy milk");
+    ops.push(op(1000, 3, 1, 1, "status", json!("finished")));
+    ops.push(op(1000, 4, 1, 1, "priority", json!("high")));
+    match s.apply_batch(&ops) {
+        Err(StoreError::BatchRefused {
+            index,
+            refusal: Refusal::Invalid(inv),
+        }) => {
+            assert_eq!(index, 3);
+            assert_eq!(inv.field, "status");
+        }
+        other => panic!("expected BatchRefused, got {other:?}"),
+    }
+    assert_eq!(s.op_count().unwrap(), 0);
+    assert!(s.node(&node_id(1)).unwrap().is_none());
+    // The transaction-level apply reports the refusal per op.
+    let mut tx = s.begin().unwrap();
+    let outcomes = tx.apply(&ops).unwrap();
+    assert!(matches!(outcomes[3], Outcome::Refused(Refusal::Invalid(_))));
+    assert_eq!(outcomes[4], Outcome::Applied);
+    drop(tx);
+    assert_eq!(
+        s.op_count().unwrap(),
+        0,
+        "a dropped transaction wrote something"
+    );
+}
+
+pub fn unknown_fields_are_kept<S: Store>(mut s: S) {
+    let future = op(1000, 5, 1, 1, "x-colour", json!({"rgb": [1, 2, 3]}));
+    let mut ops = task(1000, 1, "t");
+    ops.push(future.clone());
+    s.apply_batch(&ops).unwrap();
+    let n = s.node(&node_id(1)).unwrap().unwrap();
+    assert_eq!(n.extra.get("x-colour"), Some(&json!({"rgb": [1, 2, 3]})));
+    let logged = s.ops_after(0, 10).unwrap();
+    assert_eq!(logged.last().unwrap().op, future);
+}
+
+pub fn meta_round_trips<S: Store>(mut s: S) {
+    assert_eq!(s.meta("k").unwrap(), None);
+    let mut tx = s.begin().unwrap();
+    tx.set_meta("k", "v1").unwrap();
+    tx.set_meta("k", "v2").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(s.meta("k").unwrap().as_deref(), Some("v2"));
+}
+
+fn ids<S: Store>(s: &S, q: Query) -> Vec<u8> {
+    s.query(&q)
+        .unwrap()
+        .iter()
+        .map(|n| (1..=20).find(|&i| node_id(i) == n.id).unwrap())
+        .collect()
+}
+
+pub fn queries_select_by_every_criterion<S: Store>(mut s: S) {
+    let mut ops = Vec::new();
+    ops.extend(task(1001, 1, "Buy milk"));
+    ops.extend(task(1002, 2, "Write report"));
+    ops.extend(task(1003, 3, "Call Mum"));
+    ops.push(op(1004, 0, 1, 4, "kind", json!("note")));
+    ops.push(op(1004, 1, 1, 4, "title", json!("Recipes")));
+    ops.push(op(
+        1004,
+        2,
+        1,
+        4,
+        "body",
+        json!("Pancakes need MILK and eggs"),
+    ));
+    ops.push(op(1005, 0, 1, 1, "tag:home", json!(true)));
+    ops.push(op(1005, 1, 1, 2, "tag:work", json!(true)));
+    ops.push(op(1005, 2, 1, 3, "tag:home", json!(true)));
+    ops.push(op(1006, 0, 1, 3, "tag:home", json!(false)));
+    ops.push(op(1007, 0, 1, 1, "due", json!("2026-11-25")));
+    ops.push(op(1007, 1, 1, 2, "due", json!("2026-11-25T23:30:00-01:00"))); // 2026-11-26 00:30Z
+    ops.push(op(1007, 2, 1, 3, "due", json!("2026-11-24T12:00:00Z")));
+    ops.push(op(1008, 0, 1, 2, "status", json!("done")));
+    ops.push(op(1009, 0, 1, 3, "parent", json!(node_id(4).to_string())));
+    ops.push(op(1010, 0, 1, 5, "kind", json!("task")));
+    ops.push(op(1010, 1, 1, 5, "title", json!("Gone")));
+    ops.push(op(1010, 2, 1, 5, "deleted", json!(true)));
+    s.apply_batch(&ops).unwrap();
+
+    let q = Query::default;
+    assert_eq!(ids(&s, q()), vec![1, 2, 3, 4]);
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                include_deleted: true,
+                ..q()
+            }
+        ),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                kind: Some(Kind::Note),
+                ..q()
+            }
+        ),
+        vec![4]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                kind: Some(Kind::Task),
+                ..q()
+            }
+        ),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                status: vec![Status::Todo],
+                ..q()
+            }
+        ),
+        vec![1, 3]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                status: vec![Status::Done, Status::Todo],
+                ..q()
+            }
+        ),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                tag: Some("home".into()),
+                ..q()
+            }
+        ),
+        vec![1]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                tag: Some("work".into()),
+                ..q()
+            }
+        ),
+        vec![2]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                tag: Some("none".into()),
+                ..q()
+            }
+        ),
+        Vec::<u8>::new()
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                parent: Some(node_id(4)),
+                ..q()
+            }
+        ),
+        vec![3]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                text: Some("milk".into()),
+                ..q()
+            }
+        ),
+        vec![1, 4]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                text: Some("MUM".into()),
+                ..q()
+            }
+        ),
+        vec![3]
+    );
+    let due = |from: Option<&str>, to: Option<&str>| Query {
+        due_from: from.map(Into::into),
+        due_to: to.map(Into::into),
+        ..q()
+    };
+    assert_eq!(ids(&s, due(None, Some("2026-11-25"))), vec![1, 3]);
+    assert_eq!(ids(&s, due(Some("2026-11-25"), None)), vec![1, 2]);
+    assert_eq!(
+        ids(&s, due(Some("2026-11-25"), Some("2026-11-25"))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            due(
+                Some("2026-11-26T00:00:00Z"),
+                Some("2026-11-26T01:30:00+01:00")
+            )
+        ),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&s, due(Some("2026-11-24T12:00:01Z"), Some("2026-11-24"))),
+        Vec::<u8>::new()
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                limit: Some(2),
+                ..q()
+            }
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &s,
+            Query {
+                kind: Some(Kind::Task),
+                tag: Some("work".into()),
+                status: vec![Status::Done],
+                ..q()
+            }
+        ),
+        vec![2]
+    );
+    assert!(matches!(
+        s.query(&due(Some("next week"), None)),
+        Err(StoreError::Query(_))
+    ));
+    let n3 = s.node(&node_id(3)).unwrap().unwrap();
+    assert!(n3.tags.is_empty(), "a tag set to false is removed");
+    assert_eq!(n3.parent, Some(node_id(4)));
+}
+
+pub fn prefixes_resolve<S: Store>(mut s: S) {
+    // node_id(0x11) starts "11111111-", node_id(0x12) "12121212-".
+    let mut ops = task(1000, 0x11, "a");
+    ops.extend(task(1001, 0x12, "b"));
+    ops.push(op(1002, 0, 1, 0x13, "title", json!("c")));
+    ops.push(op(1002, 1, 1, 0x13, "deleted", json!(true)));
+    s.apply_batch(&ops).unwrap();
+    assert_eq!(
+        s.resolve_prefix("111", false).unwrap(),
+        Resolved::One(node_id(0x11))
+    );
+    assert_eq!(
+        s.resolve_prefix(node_id(0x12).as_str(), false).unwrap(),
+        Resolved::One(node_id(0x12))
+    );
+    assert_eq!(
+        s.resolve_prefix("1", false).unwrap(),
+        Resolved::Ambiguous(vec![node_id(0x11), node_id(0x12)])
+    );
+    assert_eq!(s.resolve_prefix("13", false).unwrap(), Resolved::NotFound);
+    assert_eq!(
+        s.resolve_prefix("13", true).unwrap(),
+        Resolved::One(node_id(0x13))
+    );
+    assert_eq!(s.resolve_prefix("zz", false).unwrap(), Resolved::NotFound);
+    assert_eq!(s.resolve_prefix("", false).unwrap(), Resolved::NotFound);
+    assert_eq!(s.resolve_prefix("1%", false).unwrap(), Resolved::NotFound);
+}
+
+/// Expands to one `#[test]` per conformance check for the store `make` builds.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::store_conformance!(@tests $make;
+            apply_and_read_back, greatest_hlc_wins_in_any_order, duplicates_change_nothing,
+            ops_after_pages_in_seq_order, late_arriving_op_is_visible_through_ops_after,
+            a_batch_with_one_invalid_op_writes_nothing, unknown_fields_are_kept, meta_round_trips,
+            queries_select_by_every_criterion, prefixes_resolve);
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::store::conformance::$name($make);
+            }
+        )*
+    };
+}

@@ -1,0 +1,194 @@
+//! An in-memory store with the same semantics as the SQLite one.
+//!
+//! It exists for tests (property tests run thousands of replicas) and as the
+//! reference the conformance suite holds the SQLite store to. A transaction
+//! works on a copy of the state and swaps it in on commit, so an uncommitted
+//! transaction leaves nothing behind.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::{AMBIGUOUS_LIST, Resolved, Store, StoreError, Transaction, plausible_prefix};
+use crate::field::NodeId;
+use crate::hlc::Hlc;
+use crate::merge;
+use crate::node::{Node, Query, Register};
+use crate::op::{LoggedOp, Op, Outcome};
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    log: Vec<LoggedOp>,
+    by_hlc: HashMap<Hlc, u64>,
+    registers: BTreeMap<(NodeId, String), (Value, Hlc)>,
+    meta: BTreeMap<String, String>,
+}
+
+/// A store that lives in memory and is gone when dropped.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: State,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn build(&self, id: &NodeId) -> Option<Node> {
+        let from = (*id, String::new());
+        let regs = self
+            .state
+            .registers
+            .range(from..)
+            .take_while(|((n, _), _)| n == id)
+            .map(|((_, f), (v, h))| (f.as_str(), v, *h));
+        Node::from_registers(*id, regs)
+    }
+
+    fn node_ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.state.registers.keys().map(|(n, _)| *n).collect();
+        ids.dedup();
+        ids
+    }
+}
+
+/// A write transaction on a [`MemoryStore`].
+#[derive(Debug)]
+pub struct MemoryTx<'a> {
+    store: &'a mut MemoryStore,
+    staged: State,
+}
+
+impl Transaction for MemoryTx<'_> {
+    fn apply(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+        let state = &mut self.staged;
+        let mut plan = merge::plan(ops, |h| Ok::<_, StoreError>(state.by_hlc.contains_key(h)))?;
+        for &i in &plan.fresh {
+            let seq = state.log.last().map_or(0, |l| l.seq) + 1;
+            state.by_hlc.insert(ops[i].hlc, seq);
+            state.log.push(LoggedOp {
+                seq,
+                op: ops[i].clone(),
+            });
+        }
+        for &i in &plan.candidates {
+            let op = &ops[i];
+            let key = (op.node, op.field.clone());
+            match state.registers.get(&key) {
+                Some((_, stored)) if *stored >= op.hlc => plan.outcomes[i] = Outcome::Superseded,
+                _ => {
+                    state.registers.insert(key, (op.value.clone(), op.hlc));
+                }
+            }
+        }
+        Ok(plan.outcomes)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.staged.meta.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        self.store.state = self.staged;
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    type Tx<'a> = MemoryTx<'a>;
+
+    fn begin(&mut self) -> Result<MemoryTx<'_>, StoreError> {
+        let staged = self.state.clone();
+        Ok(MemoryTx {
+            store: self,
+            staged,
+        })
+    }
+
+    fn ops_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedOp>, StoreError> {
+        // seq is dense from 1, so the op with seq s sits at index s - 1.
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.state.log.len());
+        Ok(self.state.log[start..]
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.state.log.last().map_or(0, |l| l.seq))
+    }
+
+    fn max_hlc(&self) -> Result<Option<Hlc>, StoreError> {
+        Ok(self.state.by_hlc.keys().max().copied())
+    }
+
+    fn op_count(&self) -> Result<u64, StoreError> {
+        Ok(self.state.log.len() as u64)
+    }
+
+    fn registers(&self) -> Result<Vec<Register>, StoreError> {
+        Ok(self
+            .state
+            .registers
+            .iter()
+            .map(|((node, field), (value, hlc))| Register {
+                node: *node,
+                field: field.clone(),
+                value: value.clone(),
+                hlc: *hlc,
+            })
+            .collect())
+    }
+
+    fn node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
+        Ok(self.build(id))
+    }
+
+    fn resolve_prefix(&self, prefix: &str, include_deleted: bool) -> Result<Resolved, StoreError> {
+        if !plausible_prefix(prefix) {
+            return Ok(Resolved::NotFound);
+        }
+        let mut hits: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|id| id.as_str().starts_with(prefix))
+            .filter(|id| include_deleted || self.build(id).is_some_and(|n| !n.deleted))
+            .take(AMBIGUOUS_LIST)
+            .collect();
+        Ok(match hits.len() {
+            0 => Resolved::NotFound,
+            1 => Resolved::One(hits.remove(0)),
+            _ => Resolved::Ambiguous(hits),
+        })
+    }
+
+    fn query(&self, query: &Query) -> Result<Vec<Node>, StoreError> {
+        let prepared = query.prepare()?;
+        let mut nodes: Vec<Node> = self
+            .node_ids()
+            .iter()
+            .filter_map(|id| self.build(id))
+            .filter(|n| prepared.matches(n))
+            .collect();
+        nodes.sort_by(|a, b| (a.created, a.id).cmp(&(b.created, b.id)));
+        if let Some(limit) = query.limit {
+            nodes.truncate(limit);
+        }
+        Ok(nodes)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state.meta.get(key).cloned())
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    crate::store_conformance!(super::MemoryStore::new());
+}

@@ -1,0 +1,165 @@
+//! The `Store` trait: an op log plus the materialized registers and nodes.
+//!
+//! Every store keeps each accepted op once with a strictly increasing local
+//! `seq`, the current value of every register, and a node view that answers
+//! queries. Writes happen in a [`Transaction`]; dropping one without
+//! [`commit`](Transaction::commit) writes nothing. [`Store::apply_batch`] is
+//! the atomic entry point the rest of the system uses: one refused op refuses
+//! the whole batch (see `docs/protocol.md`).
+
+use std::path::PathBuf;
+
+use crate::field::NodeId;
+use crate::hlc::Hlc;
+use crate::node::{Node, Query, QueryError, Register};
+use crate::op::{LoggedOp, Op, Outcome, Refusal};
+
+pub mod memory;
+pub mod schema;
+pub mod sqlite;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use memory::MemoryStore;
+pub use sqlite::{OpenOptions, SqliteStore};
+
+/// What went wrong in a store. Each variant reads as one clear sentence.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file is not an SQLite database, or its pages are damaged.
+    #[error(
+        "the database {path} is damaged or is not a heph database; restore it from a backup or move it aside"
+    )]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
+    /// Another connection holds a lock longer than the busy timeout.
+    #[error("the database {path} is locked by another process (is another hephd running on it?)")]
+    Locked {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database cannot be created or written where it is.
+    #[error("cannot write the database {path}: {reason}")]
+    ReadOnly {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
+    /// The database was written by a newer version of heph.
+    #[error(
+        "the database {path} has schema version {found}, newer than this heph supports ({supported}); upgrade heph to open it"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// A batch held an op that cannot be accepted; nothing of the batch was written.
+    #[error("op {index} of the batch was refused, so none of the batch was written: {refusal}")]
+    BatchRefused { index: usize, refusal: Refusal },
+    /// A query with invalid bounds.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A stored row that does not decode (written by hand or by a broken tool).
+    #[error("the database {path} holds a row that does not decode: {reason}")]
+    BadRow { path: PathBuf, reason: String },
+    /// Any other SQLite failure.
+    #[error("database error on {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// How an id prefix resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// Exactly one node has this prefix.
+    One(NodeId),
+    /// Several do; here are (up to 10 of) them.
+    Ambiguous(Vec<NodeId>),
+    /// None does.
+    NotFound,
+}
+
+/// The most ids [`Store::resolve_prefix`] lists for an ambiguous prefix.
+pub const AMBIGUOUS_LIST: usize = 10;
+
+/// Writes to a store, all or nothing.
+pub trait Transaction {
+    /// Applies ops in order, returning one outcome per op. Invalid ops are
+    /// `Refused` and not written; the valid ones are written within this
+    /// transaction. Use [`Store::apply_batch`] for the all-or-nothing rule.
+    fn apply(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError>;
+    /// Sets a metadata value (replica id, sync cursors, …).
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Makes every write of this transaction durable.
+    fn commit(self) -> Result<(), StoreError>;
+}
+
+/// An op log with materialized registers and nodes.
+pub trait Store {
+    /// The write transaction; dropping it uncommitted rolls back.
+    type Tx<'a>: Transaction
+    where
+        Self: 'a;
+
+    /// Starts a write transaction.
+    fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
+
+    /// Up to `limit` logged ops with `seq > after`, in `seq` order.
+    fn ops_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedOp>, StoreError>;
+    /// The greatest `seq` in the log (0 when empty).
+    fn last_seq(&self) -> Result<u64, StoreError>;
+    /// The greatest HLC in the log.
+    fn max_hlc(&self) -> Result<Option<Hlc>, StoreError>;
+    /// The number of ops in the log.
+    fn op_count(&self) -> Result<u64, StoreError>;
+    /// Every register, ordered by node then field.
+    fn registers(&self) -> Result<Vec<Register>, StoreError>;
+    /// One node, deleted or not.
+    fn node(&self, id: &NodeId) -> Result<Option<Node>, StoreError>;
+    /// Finds the node whose id starts with `prefix` (tombstoned nodes only
+    /// when `include_deleted`).
+    fn resolve_prefix(&self, prefix: &str, include_deleted: bool) -> Result<Resolved, StoreError>;
+    /// Nodes matching `query`, ordered by creation HLC then id.
+    fn query(&self, query: &Query) -> Result<Vec<Node>, StoreError>;
+    /// A metadata value.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Applies a batch atomically: if any op is refused, nothing is written
+    /// and the first refusal is returned as [`StoreError::BatchRefused`].
+    fn apply_batch(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+        let mut tx = self.begin()?;
+        let outcomes = tx.apply(ops)?;
+        if let Some((index, Outcome::Refused(refusal))) = outcomes
+            .iter()
+            .enumerate()
+            .find(|(_, o)| matches!(o, Outcome::Refused(_)))
+        {
+            return Err(StoreError::BatchRefused {
+                index,
+                refusal: refusal.clone(),
+            });
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+/// Whether `prefix` could start a node id at all (hex digits and hyphens).
+pub(crate) fn plausible_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= 36
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-')
+}

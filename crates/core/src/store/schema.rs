@@ -1,0 +1,64 @@
+//! The SQLite schema as ordered migrations, recorded in the database itself.
+//!
+//! Migration `n` moves a database from version `n - 1` to `n`. The versions
+//! applied are rows of `heph_schema`; a database whose greatest version is
+//! beyond [`MIGRATIONS`] was written by a newer heph and is refused, never
+//! altered. Append new migrations; never edit a released one.
+
+/// Every migration, in order. Index `i` holds version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the op log, registers, the node view and metadata.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- The log. seq is the rowid: ops are never deleted, so it only grows.
+    CREATE TABLE ops (
+        seq   INTEGER PRIMARY KEY,
+        hlc   TEXT NOT NULL UNIQUE,
+        node  TEXT NOT NULL,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL
+    );
+
+    -- The current value of every register: the greatest-HLC op's value.
+    CREATE TABLE registers (
+        node  TEXT NOT NULL,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        hlc   TEXT NOT NULL,
+        PRIMARY KEY (node, field)
+    ) WITHOUT ROWID;
+
+    -- The node view, rebuilt from registers whenever a register changes.
+    CREATE TABLE nodes (
+        id      TEXT PRIMARY KEY,
+        kind    TEXT,
+        status  TEXT,
+        parent  TEXT,
+        deleted INTEGER NOT NULL,
+        due_key TEXT,
+        title   TEXT,
+        body    TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX nodes_created ON nodes (created, id);
+    CREATE INDEX nodes_kind ON nodes (kind, status);
+    CREATE INDEX nodes_due ON nodes (due_key) WHERE due_key IS NOT NULL;
+    CREATE INDEX nodes_parent ON nodes (parent) WHERE parent IS NOT NULL;
+
+    CREATE TABLE node_tags (
+        tag  TEXT NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (tag, node)
+    ) WITHOUT ROWID;
+    CREATE INDEX node_tags_node ON node_tags (node);
+    "#,
+];
+
+/// The newest schema version this build knows.
+pub fn supported_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
