@@ -26,22 +26,24 @@ pub(crate) struct Plan {
     pub candidates: Vec<usize>,
 }
 
-/// Plans a batch. `logged` answers whether an HLC is already in the store's log.
+/// Plans a batch. `logged(i)` answers whether `ops[i]`'s HLC is already in the store's log.
 pub(crate) fn plan<E>(
     ops: &[Op],
-    mut logged: impl FnMut(&Hlc) -> Result<bool, E>,
+    mut logged: impl FnMut(usize) -> Result<bool, E>,
 ) -> Result<Plan, E> {
     let mut outcomes = Vec::with_capacity(ops.len());
     let mut fresh = Vec::with_capacity(ops.len());
     let mut seen: HashSet<Hlc> = HashSet::new();
     let mut best: HashMap<(&NodeId, &str), usize> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
-        if let Err(invalid) = op.check() {
-            outcomes.push(Outcome::Refused(Refusal::Invalid(invalid)));
+        // A logged HLC was checked when it was logged: answer before
+        // validating, which keeps replays cheap.
+        if !seen.insert(op.hlc) || logged(i)? {
+            outcomes.push(Outcome::Duplicate);
             continue;
         }
-        if !seen.insert(op.hlc) || logged(&op.hlc)? {
-            outcomes.push(Outcome::Duplicate);
+        if let Err(invalid) = op.check() {
+            outcomes.push(Outcome::Refused(Refusal::Invalid(invalid)));
             continue;
         }
         fresh.push(i);

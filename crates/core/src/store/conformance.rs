@@ -115,6 +115,33 @@ pub fn duplicates_change_nothing<S: Store>(mut s: S) {
     assert_eq!(seqs, vec![1, 2, 3, 4]);
 }
 
+/// Duplicate detection must hold for a small batch spread over a long
+/// stretch of history too (the SQLite store switches strategy there).
+pub fn duplicates_are_found_across_a_long_history<S: Store>(mut s: S) {
+    let history: Vec<Op> = (1..=500)
+        .map(|i| op(i, 0, 1, (i % 7) as u8, "title", json!(format!("t{i}"))))
+        .collect();
+    s.apply_batch(&history).unwrap();
+    let batch = [
+        history[0].clone(),
+        op(250, 1, 2, 9, "title", json!("new")),
+        history[499].clone(),
+        history[300].clone(),
+        op(501, 0, 2, 9, "title", json!("newer")),
+    ];
+    assert_eq!(
+        s.apply_batch(&batch).unwrap(),
+        vec![
+            Outcome::Duplicate,
+            Outcome::Superseded,
+            Outcome::Duplicate,
+            Outcome::Duplicate,
+            Outcome::Applied
+        ]
+    );
+    assert_eq!(s.op_count().unwrap(), 502);
+}
+
 pub fn ops_after_pages_in_seq_order<S: Store>(mut s: S) {
     let ops: Vec<Op> = (0..25)
         .map(|i| op(1000 + i, 0, 1, 1, "title", json!(format!("v{i}"))))
@@ -454,6 +481,7 @@ macro_rules! store_conformance {
     ($make:expr) => {
         $crate::store_conformance!(@tests $make;
             apply_and_read_back, greatest_hlc_wins_in_any_order, duplicates_change_nothing,
+            duplicates_are_found_across_a_long_history,
             ops_after_pages_in_seq_order, late_arriving_op_is_visible_through_ops_after,
             a_batch_with_one_invalid_op_writes_nothing, unknown_fields_are_kept, meta_round_trips,
             queries_select_by_every_criterion, prefixes_resolve);

@@ -64,7 +64,9 @@ pub struct MemoryTx<'a> {
 impl Transaction for MemoryTx<'_> {
     fn apply(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
         let state = &mut self.staged;
-        let mut plan = merge::plan(ops, |h| Ok::<_, StoreError>(state.by_hlc.contains_key(h)))?;
+        let mut plan = merge::plan(ops, |i| {
+            Ok::<_, StoreError>(state.by_hlc.contains_key(&ops[i].hlc))
+        })?;
         for &i in &plan.fresh {
             let seq = state.log.last().map_or(0, |l| l.seq) + 1;
             state.by_hlc.insert(ops[i].hlc, seq);
