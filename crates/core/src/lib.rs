@@ -2,8 +2,10 @@
 //! merge rule and the stores (DESIGN §1–§3).
 //!
 //! Pure and deterministic: no network, no async, and no wall-clock reads
-//! except through an injected [`hlc::Clock`].
+//! except through an injected [`hlc::Clock`]; settings are resolved from an
+//! environment and config text the caller passes in.
 
+pub mod config;
 pub mod date;
 pub mod field;
 pub mod hlc;
@@ -11,11 +13,12 @@ mod merge;
 pub mod node;
 pub mod op;
 pub mod replica;
+pub mod rpc;
 pub mod store;
 
 pub use field::{Field, Invalid, NodeId};
 pub use hlc::{Clock, ClockError, Hlc, HlcState, ManualClock, ReplicaId};
 pub use node::{Kind, Link, Node, Priority, Query, Register, Status};
 pub use op::{LoggedOp, Op, Outcome, Refusal};
-pub use replica::{Replica, ReplicaError};
+pub use replica::{Edit, Replica, ReplicaError};
 pub use store::{MemoryStore, Resolved, SqliteStore, Store, StoreError, Transaction};

@@ -441,6 +441,10 @@ pub fn queries_select_by_every_criterion<S: Store>(mut s: S) {
         s.query(&due(Some("next week"), None)),
         Err(StoreError::Query(_))
     ));
+    assert_eq!(
+        s.tag_counts().unwrap(),
+        vec![("home".to_owned(), 1), ("work".to_owned(), 1)]
+    );
     let n3 = s.node(&node_id(3)).unwrap().unwrap();
     assert!(n3.tags.is_empty(), "a tag set to false is removed");
     assert_eq!(n3.parent, Some(node_id(4)));

@@ -185,6 +185,18 @@ impl Store for MemoryStore {
         Ok(nodes)
     }
 
+    fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for node in self.node_ids().iter().filter_map(|id| self.build(id)) {
+            if !node.deleted {
+                for tag in node.tags {
+                    *counts.entry(tag).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.state.meta.get(key).cloned())
     }

@@ -132,6 +132,8 @@ pub trait Store {
     fn resolve_prefix(&self, prefix: &str, include_deleted: bool) -> Result<Resolved, StoreError>;
     /// Nodes matching `query`, ordered by creation HLC then id.
     fn query(&self, query: &Query) -> Result<Vec<Node>, StoreError>;
+    /// Every tag carried by a live (not deleted) node, with how many carry it, sorted by tag.
+    fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// A metadata value.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
 

@@ -662,6 +662,23 @@ impl Store for SqliteStore {
         Ok(nodes)
     }
 
+    fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let err = self.err();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT t.tag, count(*) FROM node_tags t JOIN nodes n ON n.id = t.node
+                 WHERE n.deleted = 0 GROUP BY t.tag ORDER BY t.tag",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })
+            .map_err(&err)?;
+        rows.collect::<Result<_, _>>().map_err(&err)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
