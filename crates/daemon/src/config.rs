@@ -1,0 +1,332 @@
+//! `hephd`'s flags and its effective configuration.
+//!
+//! Flags are parsed by clap; every value is then resolved through
+//! [`heph_core::config::Layers`] (flags > `HEPH_*` environment > config file
+//! > defaults) and keeps its [`Source`], which `hephd --print-config` shows.
+//! Secret values (none yet; OIDC client secrets later) print as `[redacted]`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use heph_core::config::{ConfigError, Layers, Paths, Setting, Source, env_var};
+use heph_core::hlc::DEFAULT_MAX_CLOCK_SKEW_MS;
+
+/// What a daemon is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// The replica and the unix-socket RPC.
+    Local,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Local => "local",
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Command-line flags of `hephd`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hephd",
+    version,
+    about = "The Hephaestus daemon: keeps the local replica and serves heph and heph-tui over a unix socket",
+    after_help = "Every flag can also be set with HEPH_<NAME> (e.g. HEPH_DB) or in $XDG_CONFIG_HOME/heph/config.toml \
+                  (e.g. db = \"/path/heph.db\"); flags win over the environment, which wins over the file."
+)]
+pub struct Args {
+    /// What this daemon is.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// The replica database [default: $XDG_DATA_HOME/heph/heph.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The RPC socket [default: $XDG_RUNTIME_DIR/heph/hephd.sock, else beside the db].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The config file [default: $XDG_CONFIG_HOME/heph/config.toml].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `hephd=debug` [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Refuse ops stamped more than this many seconds ahead of this clock [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub max_clock_skew: Option<u64>,
+    /// Print the effective configuration and where each value came from, then exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Setting<Mode>,
+    pub db: Setting<PathBuf>,
+    pub socket: Setting<PathBuf>,
+    pub config_file: Setting<PathBuf>,
+    pub log_format: Setting<LogFormat>,
+    pub log_level: Setting<String>,
+    pub max_clock_skew_secs: Setting<u64>,
+    /// Config-file keys this version does not know.
+    pub unknown_keys: Vec<String>,
+}
+
+/// Keys the config file may hold.
+pub const KNOWN_KEYS: &[&str] = &[
+    "mode",
+    "db",
+    "socket",
+    "log_format",
+    "log_level",
+    "max_clock_skew",
+];
+
+fn parse_setting<T>(
+    s: Setting<String>,
+    key: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Setting<T>, ConfigError> {
+    match parse(&s.value) {
+        Ok(value) => Ok(Setting {
+            value,
+            source: s.source,
+        }),
+        Err(reason) => Err(ConfigError::Value {
+            key: key.to_owned(),
+            source_: s.source,
+            reason,
+        }),
+    }
+}
+
+fn value_enum<T: ValueEnum>(s: &str) -> Result<T, String> {
+    T::from_str(s, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
+            .collect();
+        format!("{s:?} is not one of {}", names.join(", "))
+    })
+}
+
+impl Config {
+    /// Resolves the configuration from flags, an environment lookup and a file reader.
+    pub fn resolve(
+        args: &Args,
+        env: &dyn Fn(&str) -> Option<String>,
+        read_file: &dyn Fn(&std::path::Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
+        let bare = Layers::new(env, None)?;
+        let config_file = bare
+            .get(
+                "config",
+                args.config
+                    .as_ref()
+                    .map(|p| ("--config", p.display().to_string())),
+            )?
+            .map(|s| s.map(PathBuf::from))
+            .unwrap_or_else(|| Setting {
+                value: bare.default_config_file(),
+                source: Source::Default,
+            });
+        let text = match read_file(&config_file.value) {
+            Ok(text) => Some(text),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && config_file.source == Source::Default =>
+            {
+                None
+            }
+            Err(e) => {
+                return Err(ConfigError::Parse {
+                    path: config_file.value.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let layers = Layers::new(
+            env,
+            text.as_deref().map(|t| (config_file.value.as_path(), t)),
+        )?;
+        let paths = Paths::resolve(&layers, args.db.clone(), args.socket.clone())?;
+        let mode = layers.get_or(
+            "mode",
+            args.mode.map(|m| ("--mode", m.as_str().to_owned())),
+            "local",
+        )?;
+        let log_format = layers.get_or(
+            "log_format",
+            args.log_format
+                .map(|f| ("--log-format", format!("{f:?}").to_lowercase())),
+            "human",
+        )?;
+        let log_level = layers.get_or(
+            "log_level",
+            args.log_level.clone().map(|l| ("--log-level", l)),
+            "info",
+        )?;
+        let skew = layers.get_or(
+            "max_clock_skew",
+            args.max_clock_skew
+                .map(|s| ("--max-clock-skew", s.to_string())),
+            (DEFAULT_MAX_CLOCK_SKEW_MS / 1000).to_string(),
+        )?;
+        Ok(Config {
+            mode: parse_setting(mode, "mode", value_enum)?,
+            db: paths.db,
+            socket: paths.socket,
+            config_file,
+            log_format: parse_setting(log_format, "log_format", value_enum)?,
+            log_level,
+            max_clock_skew_secs: parse_setting(skew, "max_clock_skew", |s| {
+                s.parse()
+                    .map_err(|_| format!("{s:?} is not a whole number of seconds"))
+            })?,
+            unknown_keys: layers.unknown_file_keys(KNOWN_KEYS),
+        })
+    }
+
+    /// The text `--print-config` shows: one `key = value  # source` line each.
+    pub fn render(&self) -> String {
+        let rows: Vec<(&str, String, &Source)> = vec![
+            (
+                "mode",
+                self.mode.value.as_str().to_owned(),
+                &self.mode.source,
+            ),
+            ("db", self.db.value.display().to_string(), &self.db.source),
+            (
+                "socket",
+                self.socket.value.display().to_string(),
+                &self.socket.source,
+            ),
+            (
+                "config",
+                self.config_file.value.display().to_string(),
+                &self.config_file.source,
+            ),
+            (
+                "log_format",
+                format!("{:?}", self.log_format.value).to_lowercase(),
+                &self.log_format.source,
+            ),
+            (
+                "log_level",
+                self.log_level.value.clone(),
+                &self.log_level.source,
+            ),
+            (
+                "max_clock_skew",
+                self.max_clock_skew_secs.value.to_string(),
+                &self.max_clock_skew_secs.source,
+            ),
+        ];
+        let width = rows
+            .iter()
+            .map(|(k, v, _)| k.len() + v.len())
+            .max()
+            .unwrap_or(0)
+            + 4;
+        let mut out =
+            String::from("# hephd effective configuration: value, then where it came from\n");
+        for (key, value, source) in rows {
+            let line = format!("{key} = {value:?}");
+            out.push_str(&format!("{line:<width$}  # {source}\n"));
+        }
+        for key in &self.unknown_keys {
+            out.push_str(&format!(
+                "# warning: unknown key {key:?} in the config file is ignored\n"
+            ));
+        }
+        out
+    }
+}
+
+/// The environment variable names hephd reads, for documentation.
+pub fn env_vars() -> Vec<String> {
+    KNOWN_KEYS
+        .iter()
+        .map(|k| env_var(k))
+        .chain(["HEPH_CONFIG".to_owned()])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(
+        argv: &[&str],
+        vars: &'static [(&'static str, &'static str)],
+        file: Option<&'static str>,
+    ) -> Result<Config, ConfigError> {
+        let args =
+            Args::try_parse_from(std::iter::once("hephd").chain(argv.iter().copied())).unwrap();
+        let env = move |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let read = move |_: &std::path::Path| {
+            file.map(str::to_owned)
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        Config::resolve(&args, &env, &read)
+    }
+
+    #[test]
+    fn print_config_names_every_source() {
+        let c = resolve(
+            &["--socket", "/flag/s.sock"],
+            &[
+                ("HOME", "/home/u"),
+                ("HEPH_DB", "/env/heph.db"),
+                ("HEPH_LOG_LEVEL", ""),
+            ],
+            Some("log_format = \"json\"\nmax_clock_skew = 60\nfuture_key = 1\n"),
+        )
+        .unwrap();
+        let text = c.render();
+        assert!(text.contains("db = \"/env/heph.db\""), "{text}");
+        assert!(text.contains("# environment HEPH_DB"), "{text}");
+        assert!(text.contains("# flag --socket"), "{text}");
+        assert!(text.contains("log_format = \"json\""), "{text}");
+        assert!(
+            text.contains("# config file /home/u/.config/heph/config.toml"),
+            "{text}"
+        );
+        assert!(
+            text.contains("log_level = \"info\""),
+            "an empty HEPH_LOG_LEVEL counts as unset: {text}"
+        );
+        assert!(text.contains("unknown key \"future_key\""), "{text}");
+        assert_eq!(c.max_clock_skew_secs.value, 60);
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let err = resolve(&[], &[("HOME", "/h"), ("HEPH_LOG_FORMAT", "xml")], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for log_format (environment HEPH_LOG_FORMAT): \"xml\" is not one of human, json"
+        );
+        let err = resolve(&["--config", "/nope.toml"], &[("HOME", "/h")], None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot parse the config file /nope.toml"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! The local RPC (DESIGN §6): the method dispatch and the unix-socket server.
+
+pub mod methods;
+pub mod server;

@@ -1,0 +1,315 @@
+//! The unix-socket JSON-RPC server: one JSON message per line.
+//!
+//! Owns connections, framing and the JSON-RPC envelope; the methods
+//! themselves live in [`methods`](super::methods). A bad message gets a
+//! JSON-RPC error and the connection carries on; a line over
+//! [`MAX_LINE_BYTES`] gets an error and the connection is closed. Each
+//! connection has its own reader and writer, so one slow or broken client
+//! never affects another. On shutdown no new connection is accepted, a
+//! request already read is finished and answered, and idle connections close.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use heph_core::rpc::{
+    Event, MAX_LINE_BYTES, Notification, Request, Response, RpcError, code, method,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::methods::{Context, dispatch};
+
+/// Connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `shutdown` turns true, then drains.
+pub async fn serve(listener: UnixListener, ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|&stop| stop) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(connection(stream, ctx.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing them");
+        conns.shutdown().await;
+    }
+}
+
+/// How reading one line ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A whole line is in the buffer (without its newline).
+    Complete,
+    /// The peer closed; any partial line is dropped.
+    Eof,
+    /// The line is longer than allowed.
+    TooLong,
+}
+
+/// Reads one line into `buf`, refusing more than `max` bytes. Cancel-safe:
+/// bytes move from the reader to `buf` without an await in between.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Line> {
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(Line::Eof);
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(pos) => {
+                if buf.len() + pos > max {
+                    return Ok(Line::TooLong);
+                }
+                buf.extend_from_slice(&available[..pos]);
+                r.consume(pos + 1);
+                return Ok(Line::Complete);
+            }
+            None => {
+                let n = available.len();
+                if buf.len() + n > max {
+                    return Ok(Line::TooLong);
+                }
+                buf.extend_from_slice(available);
+                r.consume(n);
+            }
+        }
+    }
+}
+
+fn encode(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| {
+        format!(r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":{},"message":"cannot encode the response: {e}"}}}}"#, code::INTERNAL)
+    })
+}
+
+async fn connection(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let (rd, mut wr) = stream.into_split();
+    let (out, mut out_rx) = mpsc::channel::<String>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(mut line) = out_rx.recv().await {
+            line.push('\n');
+            if wr.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut reader = BufReader::new(rd);
+    let mut buf = Vec::new();
+    let mut subscription: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        buf.clear();
+        let read = tokio::select! {
+            _ = shutdown.wait_for(|&stop| stop) => break,
+            read = read_line(&mut reader, &mut buf, MAX_LINE_BYTES) => read,
+        };
+        match read {
+            Ok(Line::Complete) => {}
+            Ok(Line::Eof) | Err(_) => break,
+            Ok(Line::TooLong) => {
+                let err = RpcError::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "the request is longer than the limit of {MAX_LINE_BYTES} bytes; the connection is closed"
+                    ),
+                );
+                let _ = out.send(encode(&Response::err(Value::Null, err))).await;
+                break;
+            }
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Some(reply) = handle_message(&ctx, &buf, &out, &mut subscription).await {
+            if out.send(reply).await.is_err() {
+                break;
+            }
+        }
+    }
+    if let Some(sub) = subscription {
+        sub.abort();
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+/// Handles one line: a request, a notification or a batch. Returns the reply line, if any.
+async fn handle_message(
+    ctx: &Arc<Context>,
+    line: &[u8],
+    out: &mpsc::Sender<String>,
+    subscription: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Option<String> {
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => {
+            let err = RpcError::new(
+                code::PARSE_ERROR,
+                format!("the request is not valid JSON: {e}"),
+            );
+            return Some(encode(&Response::err(Value::Null, err)));
+        }
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => Some(encode(&Response::err(
+            Value::Null,
+            RpcError::new(code::INVALID_REQUEST, "an empty batch is not a request"),
+        ))),
+        Value::Array(items) => {
+            let mut replies = Vec::new();
+            for item in items {
+                if let Some(r) = handle_request(ctx, item, None).await {
+                    replies.push(r);
+                }
+            }
+            (!replies.is_empty()).then(|| encode(&replies))
+        }
+        single => handle_request(ctx, single, Some((out, subscription)))
+            .await
+            .map(|r| encode(&r)),
+    }
+}
+
+type SubscribeSlot<'a> = (
+    &'a mpsc::Sender<String>,
+    &'a mut Option<tokio::task::JoinHandle<()>>,
+);
+
+async fn handle_request(
+    ctx: &Arc<Context>,
+    value: Value,
+    subscribe: Option<SubscribeSlot<'_>>,
+) -> Option<Response> {
+    let id_of = |v: &Value| v.get("id").cloned().unwrap_or(Value::Null);
+    let id = id_of(&value);
+    let req: Request = match serde_json::from_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            let err = RpcError::new(
+                code::INVALID_REQUEST,
+                format!("not a JSON-RPC 2.0 request: {e}"),
+            );
+            return Some(Response::err(id, err));
+        }
+    };
+    if req.jsonrpc != "2.0" {
+        let err = RpcError::new(
+            code::INVALID_REQUEST,
+            "not a JSON-RPC 2.0 request: \"jsonrpc\" must be \"2.0\"",
+        );
+        return Some(Response::err(id, err));
+    }
+    let Some(id) = req.id else {
+        // A notification: run it, answer nothing.
+        let _ = dispatch(ctx, &req.method, req.params).await;
+        return None;
+    };
+    if req.method == method::EVENTS_SUBSCRIBE {
+        let Some((out, slot)) = subscribe else {
+            let err = RpcError::new(
+                code::INVALID_REQUEST,
+                "events.subscribe cannot be part of a batch",
+            );
+            return Some(Response::err(id, err));
+        };
+        if slot.is_some() {
+            let err = RpcError::new(
+                code::INVALID_REQUEST,
+                "this connection is already subscribed",
+            );
+            return Some(Response::err(id, err));
+        }
+        let rx = ctx.events.subscribe();
+        let last_seq = match dispatch(ctx, method::DAEMON_INFO, Value::Null).await {
+            Ok(info) => info.get("last_seq").and_then(Value::as_u64).unwrap_or(0),
+            Err(e) => return Some(Response::err(id, e)),
+        };
+        *slot = Some(tokio::spawn(forward_events(rx, out.clone())));
+        return Some(Response::ok(
+            id,
+            json!({"subscribed": true, "last_seq": last_seq}),
+        ));
+    }
+    Some(match dispatch(ctx, &req.method, req.params).await {
+        Ok(result) => Response::ok(id, result),
+        Err(err) => Response::err(id, err),
+    })
+}
+
+/// Copies events to one subscriber; a subscriber that lags is told to resync.
+async fn forward_events(mut rx: broadcast::Receiver<Event>, out: mpsc::Sender<String>) {
+    loop {
+        let event = match rx.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(skipped)) => Event::Resync { skipped },
+            Err(broadcast::error::RecvError::Closed) => break,
+        };
+        let note = Notification {
+            jsonrpc: "2.0".into(),
+            method: method::EVENT.into(),
+            params: serde_json::to_value(event).unwrap_or(Value::Null),
+        };
+        if out.send(encode(&note)).await.is_err() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<(Line, Vec<u8>)> {
+        let mut r = BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let l = read_line(&mut r, &mut buf, max).await.unwrap();
+            let done = l != Line::Complete;
+            out.push((l, buf));
+            if done {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn framing() {
+        let got = lines(b"ab\ncdef\n", 10).await;
+        assert_eq!(got[0], (Line::Complete, b"ab".to_vec()));
+        assert_eq!(got[1], (Line::Complete, b"cdef".to_vec()));
+        assert_eq!(got[2].0, Line::Eof);
+        let got = lines(b"0123456789\n0123456789X\n", 10).await;
+        assert_eq!(got[0], (Line::Complete, b"0123456789".to_vec()));
+        assert_eq!(got[1].0, Line::TooLong);
+        // A partial line at EOF is not a request.
+        assert_eq!(lines(b"{\"jsonrpc\"", 100).await[0].0, Line::Eof);
+    }
+}
