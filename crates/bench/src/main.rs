@@ -7,15 +7,18 @@
 
 mod apply;
 mod report;
+mod rpc;
 mod workload;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: heph-bench <apply|all> [--ops N] [--runs N]
+const USAGE: &str = "usage: heph-bench <apply|rpc|all> [--ops N] [--runs N]
 
 benchmarks:
   apply   DESIGN §9 rows 1-2: fresh apply of 100,000 ops vs a bare SQLite insert,
           and re-applying them (all duplicates) vs the fresh apply
+  rpc     node.create over hephd's unix socket vs a direct core apply of one op
+          per transaction; and the latency of one create (p50, p99)
   all     every benchmark above";
 
 /// Options shared by the benchmarks.
@@ -66,7 +69,12 @@ fn main() -> ExitCode {
         }
     };
     let results = match name.as_str() {
-        "apply" | "all" => apply::run(&opts),
+        "apply" => apply::run(&opts),
+        "rpc" => rpc::run(&opts),
+        "all" => apply::run(&opts).and_then(|mut lines| {
+            lines.extend(rpc::run(&opts)?);
+            Ok(lines)
+        }),
         other => {
             eprintln!("heph-bench: unknown benchmark {other:?}\n\n{USAGE}");
             return ExitCode::from(2);

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub enum Budget {
     /// The ratio must be at least this.
     AtLeast(f64),
+    /// The ratio must be at most this.
+    AtMost(f64),
 }
 
 /// `bench NAME value=… baseline=… ratio=… budget=… ok|FAIL`.
@@ -30,6 +32,7 @@ impl Line {
         let r = self.ratio();
         match self.budget {
             Budget::AtLeast(b) => r >= b,
+            Budget::AtMost(b) => r <= b,
         }
     }
 }
@@ -38,6 +41,7 @@ impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let budget = match self.budget {
             Budget::AtLeast(b) => format!(">={b}"),
+            Budget::AtMost(b) => format!("<={b}"),
         };
         write!(
             f,

@@ -274,17 +274,17 @@ impl Field {
             },
             Field::Due | Field::Scheduled => match value {
                 Value::Null => Ok(()),
-                Value::String(s) => date::validate(s).or_else(|e| {
-                    Err(Invalid::new(
+                Value::String(s) => date::validate(s).map_err(|e| {
+                    Invalid::new(
                         &self.to_string(),
                         format!("must be an RFC 3339 date or date-time or null ({e})"),
-                    ))
+                    )
                 }),
                 _ => fail("must be an RFC 3339 date or date-time string, or null"),
             },
             Field::Parent => match value {
                 Value::Null => Ok(()),
-                Value::String(s) => NodeId::parse(s).map(|_| ()).or_else(|e| fail(e)),
+                Value::String(s) => NodeId::parse(s).map(|_| ()).or_else(fail),
                 _ => fail("must be a node id or null"),
             },
             Field::Deleted | Field::Tag(_) | Field::Link { .. } => match value {
@@ -292,7 +292,12 @@ impl Field {
                 _ => fail("must be true or false"),
             },
             Field::Unknown(_) => {
-                // Only the size is bounded: we cannot know a newer version's rules.
+                // Only the size and nesting are bounded: we cannot know a newer
+                // version's rules. The depth check comes first and is
+                // iterative, so a deep value cannot overflow the stack below.
+                if nesting_exceeds(value, MAX_UNKNOWN_VALUE_DEPTH) {
+                    return fail("is nested more than 64 levels deep");
+                }
                 let len = serde_json::to_string(value).map_or(usize::MAX, |s| s.len());
                 if len > MAX_UNKNOWN_VALUE_BYTES {
                     fail("is larger than 1 MiB")
@@ -302,6 +307,27 @@ impl Field {
             }
         }
     }
+}
+
+/// The deepest nesting of arrays and objects in a value of an unknown field
+/// (below serde_json's parse limit of 128, so every accepted value reads back).
+pub const MAX_UNKNOWN_VALUE_DEPTH: usize = 64;
+
+/// Whether `value` nests arrays and objects more than `max` levels deep.
+fn nesting_exceeds(value: &Value, max: usize) -> bool {
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth + 1 > max {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    false
 }
 
 impl fmt::Display for Field {

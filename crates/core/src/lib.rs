@@ -9,6 +9,7 @@ pub mod config;
 pub mod date;
 pub mod field;
 pub mod hlc;
+pub mod input;
 mod merge;
 pub mod node;
 pub mod op;

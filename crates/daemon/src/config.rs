@@ -1,8 +1,9 @@
 //! `hephd`'s flags and its effective configuration.
 //!
 //! Flags are parsed by clap; every value is then resolved through
-//! [`heph_core::config::Layers`] (flags > `HEPH_*` environment > config file
-//! > defaults) and keeps its [`Source`], which `hephd --print-config` shows.
+//! [`heph_core::config::Layers`] (flags, then `HEPH_*` environment, then the
+//! config file, then defaults) and keeps its [`Source`], which
+//! `hephd --print-config` shows.
 //! Secret values (none yet; OIDC client secrets later) print as `[redacted]`.
 
 use std::path::PathBuf;

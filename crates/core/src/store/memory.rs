@@ -178,7 +178,7 @@ impl Store for MemoryStore {
             .filter_map(|id| self.build(id))
             .filter(|n| prepared.matches(n))
             .collect();
-        nodes.sort_by(|a, b| (a.created, a.id).cmp(&(b.created, b.id)));
+        nodes.sort_by_key(|n| (n.created, n.id));
         if let Some(limit) = query.limit {
             nodes.truncate(limit);
         }

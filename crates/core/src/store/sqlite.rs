@@ -97,6 +97,9 @@ impl SqliteStore {
     fn init(conn: Connection, path: PathBuf, options: &OpenOptions) -> Result<Self, StoreError> {
         let err = |e| classify(&path, e);
         conn.busy_timeout(options.busy_timeout).map_err(err)?;
+        // Refuse a foreign or newer database before anything writes to it:
+        // switching the journal to WAL rewrites the file header.
+        refuse_foreign_or_newer(&conn, &path)?;
         // journal_mode answers with the mode now in effect; a read-only
         // location cannot switch to WAL and says so here.
         let mode: String = conn
@@ -142,16 +145,7 @@ impl SqliteStore {
             .map_err(err)?
             > 0;
         if !has_schema {
-            let other: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(err)?;
-            if other > 0 {
-                return Err(StoreError::Corrupt { path, source: None });
-            }
+            // `refuse_foreign_or_newer` already turned a foreign database away.
             tx.execute_batch(
                 "CREATE TABLE heph_schema (version INTEGER PRIMARY KEY, description TEXT NOT NULL)",
             )
@@ -224,6 +218,33 @@ impl SqliteStore {
     fn load_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
         load_node(&self.conn, &self.path, id)
     }
+}
+
+/// Refuses, without writing, a database that holds tables but no
+/// `heph_schema`, or whose schema is newer than this build's.
+fn refuse_foreign_or_newer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| classify(path, e);
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(err);
+    if count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'heph_schema'")?
+        == 0
+    {
+        if count("SELECT count(*) FROM sqlite_master WHERE type = 'table'")? > 0 {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                source: None,
+            });
+        }
+        return Ok(());
+    }
+    let found = count("SELECT coalesce(max(version), 0) FROM heph_schema")?;
+    if found > supported_version() {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: supported_version(),
+        });
+    }
+    Ok(())
 }
 
 fn decode_value(path: &Path, text: &str) -> Result<Value, StoreError> {
