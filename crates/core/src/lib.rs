@@ -16,10 +16,11 @@ pub mod op;
 pub mod replica;
 pub mod rpc;
 pub mod store;
+pub mod wire;
 
 pub use field::{Field, Invalid, NodeId};
 pub use hlc::{Clock, ClockError, Hlc, HlcState, ManualClock, ReplicaId};
 pub use node::{Kind, Link, Node, Priority, Query, Register, Status};
 pub use op::{LoggedOp, Op, Outcome, Refusal};
 pub use replica::{Edit, Replica, ReplicaError};
-pub use store::{MemoryStore, Resolved, SqliteStore, Store, StoreError, Transaction};
+pub use store::{MemoryStore, Outgoing, Resolved, SqliteStore, Store, StoreError, Transaction};

@@ -104,6 +104,15 @@ impl<S: Store> Replica<S> {
         self.clock.now_ms()
     }
 
+    /// Sets metadata values in one transaction (sync cursors and the like).
+    pub fn set_meta(&mut self, meta: &[(&str, &str)]) -> Result<(), StoreError> {
+        let mut tx = self.store.begin()?;
+        for (key, value) in meta {
+            tx.set_meta(key, value)?;
+        }
+        tx.commit()
+    }
+
     /// Stamps and applies local edits as one atomic batch; returns the ops.
     pub fn commit_local(&mut self, edits: &[Edit]) -> Result<Vec<Op>, ReplicaError> {
         let now = self.clock.now_ms();
@@ -124,6 +133,18 @@ impl<S: Store> Replica<S> {
     /// more than `max_clock_skew` ahead refuses the batch (the sender keeps it
     /// and retries later).
     pub fn receive(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, ReplicaError> {
+        self.receive_from(ops, None, &[])
+    }
+
+    /// [`receive`](Self::receive), recording `origin` on the ops it logs and
+    /// setting `meta` in the same transaction — so a sync cursor moves
+    /// exactly when the ops it covers are committed, never before.
+    pub fn receive_from(
+        &mut self,
+        ops: &[Op],
+        origin: Option<&str>,
+        meta: &[(&str, &str)],
+    ) -> Result<Vec<Outcome>, ReplicaError> {
         let now = self.clock.now_ms();
         for (index, op) in ops.iter().enumerate() {
             if let Err(e) = self.hlc.check(&op.hlc, now) {
@@ -134,7 +155,12 @@ impl<S: Store> Replica<S> {
                 .into());
             }
         }
-        let outcomes = self.store.apply_batch(ops)?;
+        let mut tx = self.store.begin()?;
+        let outcomes = tx.apply_all(ops, origin)?;
+        for (key, value) in meta {
+            tx.set_meta(key, value)?;
+        }
+        tx.commit()?;
         if let Some(max) = ops.iter().map(|op| op.hlc).max() {
             self.hlc.observe(&max);
         }

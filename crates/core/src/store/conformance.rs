@@ -479,6 +479,88 @@ pub fn prefixes_resolve<S: Store>(mut s: S) {
     assert_eq!(s.resolve_prefix("1%", false).unwrap(), Resolved::NotFound);
 }
 
+/// Ops record where they came from; the first origin wins (a duplicate
+/// arriving from elsewhere does not relabel it).
+pub fn origins_are_recorded_and_read_back<S: Store>(mut s: S) {
+    let local = op(1000, 0, 1, 1, "title", json!("local"));
+    let pulled = op(1001, 0, 2, 1, "priority", json!("high"));
+    s.apply_batch(std::slice::from_ref(&local)).unwrap();
+    s.apply_batch_from(std::slice::from_ref(&pulled), Some("https://hub.example"))
+        .unwrap();
+    assert_eq!(s.origin(&local.hlc).unwrap(), Some(None));
+    assert_eq!(
+        s.origin(&pulled.hlc).unwrap(),
+        Some(Some("https://hub.example".to_owned()))
+    );
+    let unknown = op(9, 0, 9, 9, "title", json!("never logged")).hlc;
+    assert_eq!(s.origin(&unknown).unwrap(), None);
+    // A duplicate from another origin changes nothing.
+    s.apply_batch_from(std::slice::from_ref(&local), Some("https://other.example"))
+        .unwrap();
+    assert_eq!(s.origin(&local.hlc).unwrap(), Some(None));
+    // Inside a transaction too; a dropped transaction records nothing.
+    let later = op(1002, 0, 2, 2, "title", json!("later"));
+    let mut tx = s.begin().unwrap();
+    tx.apply_from(std::slice::from_ref(&later), Some("https://hub.example"))
+        .unwrap();
+    drop(tx);
+    assert_eq!(s.origin(&later.hlc).unwrap(), None);
+}
+
+/// `outgoing` skips the ops of one origin, pages with `limit`, and reports
+/// how far it scanned so the push cursor can pass skipped ops.
+pub fn outgoing_skips_one_origin_and_pages<S: Store>(mut s: S) {
+    let hub = "https://hub.example";
+    let mut mine = Vec::new();
+    for i in 0..6u64 {
+        let own = op(1000 + i, 0, 1, 1, "title", json!(format!("own {i}")));
+        let theirs = op(1000 + i, 1, 2, 2, "title", json!(format!("theirs {i}")));
+        let other = op(1000 + i, 2, 3, 3, "title", json!(format!("other {i}")));
+        s.apply_batch(std::slice::from_ref(&own)).unwrap();
+        s.apply_batch_from(std::slice::from_ref(&theirs), Some(hub))
+            .unwrap();
+        s.apply_batch_from(std::slice::from_ref(&other), Some("https://other.example"))
+            .unwrap();
+        mine.push(own);
+        mine.push(other);
+    }
+    // 18 ops: seqs 1..=18; per round own (3k+1), theirs (3k+2), other (3k+3).
+    assert_eq!(s.count_outgoing(0, hub).unwrap(), 12);
+    assert_eq!(s.count_outgoing(16, hub).unwrap(), 1);
+    let mut after = 0;
+    let mut sent = Vec::new();
+    loop {
+        let page = s.outgoing(after, 5, hub).unwrap();
+        assert!(page.ops.len() <= 5);
+        assert!(page.scanned_to >= after);
+        for l in &page.ops {
+            assert!(l.seq > after && l.seq <= page.scanned_to);
+        }
+        sent.extend(page.ops.iter().map(|l| l.op.clone()));
+        if page.scanned_to == after {
+            break;
+        }
+        after = page.scanned_to;
+    }
+    assert_eq!(sent, mine);
+    assert_eq!(after, 18);
+    // Only skipped ops left: the cursor still moves to the end.
+    s.apply_batch_from(&[op(2000, 0, 2, 2, "title", json!("t"))], Some(hub))
+        .unwrap();
+    let page = s.outgoing(18, 5, hub).unwrap();
+    assert!(page.ops.is_empty());
+    assert_eq!(page.scanned_to, 19);
+    assert_eq!(s.count_outgoing(18, hub).unwrap(), 0);
+    // An origin never seen skips nothing.
+    assert_eq!(
+        s.outgoing(0, 100, "https://never.example")
+            .unwrap()
+            .ops
+            .len(),
+        19
+    );
+}
+
 /// Expands to one `#[test]` per conformance check for the store `make` builds.
 #[macro_export]
 macro_rules! store_conformance {
@@ -488,7 +570,8 @@ macro_rules! store_conformance {
             duplicates_are_found_across_a_long_history,
             ops_after_pages_in_seq_order, late_arriving_op_is_visible_through_ops_after,
             a_batch_with_one_invalid_op_writes_nothing, unknown_fields_are_kept, meta_round_trips,
-            queries_select_by_every_criterion, prefixes_resolve);
+            queries_select_by_every_criterion, prefixes_resolve,
+            origins_are_recorded_and_read_back, outgoing_skips_one_origin_and_pages);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use super::{AMBIGUOUS_LIST, Resolved, Store, StoreError, Transaction, plausible_prefix};
+use super::{AMBIGUOUS_LIST, Outgoing, Resolved, Store, StoreError, Transaction, plausible_prefix};
 use crate::field::NodeId;
 use crate::hlc::Hlc;
 use crate::merge;
@@ -22,6 +22,8 @@ struct State {
     by_hlc: HashMap<Hlc, u64>,
     registers: BTreeMap<(NodeId, String), (Value, Hlc)>,
     meta: BTreeMap<String, String>,
+    /// The origin of each logged op that has one, by seq.
+    origins: HashMap<u64, String>,
 }
 
 /// A store that lives in memory and is gone when dropped.
@@ -62,7 +64,7 @@ pub struct MemoryTx<'a> {
 }
 
 impl Transaction for MemoryTx<'_> {
-    fn apply(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+    fn apply_from(&mut self, ops: &[Op], origin: Option<&str>) -> Result<Vec<Outcome>, StoreError> {
         let state = &mut self.staged;
         let mut plan = merge::plan(ops, |i| {
             Ok::<_, StoreError>(state.by_hlc.contains_key(&ops[i].hlc))
@@ -70,6 +72,9 @@ impl Transaction for MemoryTx<'_> {
         for &i in &plan.fresh {
             let seq = state.log.last().map_or(0, |l| l.seq) + 1;
             state.by_hlc.insert(ops[i].hlc, seq);
+            if let Some(origin) = origin {
+                state.origins.insert(seq, origin.to_owned());
+            }
             state.log.push(LoggedOp {
                 seq,
                 op: ops[i].clone(),
@@ -199,6 +204,49 @@ impl Store for MemoryStore {
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.state.meta.get(key).cloned())
+    }
+
+    fn origin(&self, hlc: &Hlc) -> Result<Option<Option<String>>, StoreError> {
+        Ok(self
+            .state
+            .by_hlc
+            .get(hlc)
+            .map(|seq| self.state.origins.get(seq).cloned()))
+    }
+
+    fn outgoing(
+        &self,
+        after: u64,
+        limit: usize,
+        skip_origin: &str,
+    ) -> Result<Outgoing, StoreError> {
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.state.log.len());
+        let mut out = Outgoing {
+            ops: Vec::new(),
+            scanned_to: after.max(self.state.log.last().map_or(0, |l| l.seq)),
+        };
+        for logged in &self.state.log[start..] {
+            if out.ops.len() == limit {
+                out.scanned_to = out.ops.last().map_or(after, |l: &LoggedOp| l.seq);
+                break;
+            }
+            if self.state.origins.get(&logged.seq).map(String::as_str) != Some(skip_origin) {
+                out.ops.push(logged.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn count_outgoing(&self, after: u64, skip_origin: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .state
+            .log
+            .iter()
+            .filter(|l| l.seq > after)
+            .filter(|l| self.state.origins.get(&l.seq).map(String::as_str) != Some(skip_origin))
+            .count() as u64)
     }
 }
 

@@ -93,12 +93,45 @@ pub enum Resolved {
 /// The most ids [`Store::resolve_prefix`] lists for an ambiguous prefix.
 pub const AMBIGUOUS_LIST: usize = 10;
 
+/// The ops a spoke should send next, and how far its scan of the log went.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outgoing {
+    /// Ops after the cursor that did not come from the skipped origin, in `seq` order.
+    pub ops: Vec<LoggedOp>,
+    /// The greatest `seq` the scan covered (skipped ops included): once `ops`
+    /// are delivered, the push cursor may move here.
+    pub scanned_to: u64,
+}
+
 /// Writes to a store, all or nothing.
 pub trait Transaction {
     /// Applies ops in order, returning one outcome per op. Invalid ops are
     /// `Refused` and not written; the valid ones are written within this
     /// transaction. Use [`Store::apply_batch`] for the all-or-nothing rule.
-    fn apply(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError>;
+    fn apply(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+        self.apply_from(ops, None)
+    }
+    /// Like [`apply`](Self::apply), recording `origin` (e.g. the normalized
+    /// URL of the hub the ops were pulled from) on every op this logs.
+    /// `None` means a local edit or an op pushed to this replica.
+    fn apply_from(&mut self, ops: &[Op], origin: Option<&str>) -> Result<Vec<Outcome>, StoreError>;
+    /// [`apply_from`](Self::apply_from) with the all-or-nothing rule: the first
+    /// refused op becomes [`StoreError::BatchRefused`], and the caller must
+    /// drop the transaction uncommitted.
+    fn apply_all(&mut self, ops: &[Op], origin: Option<&str>) -> Result<Vec<Outcome>, StoreError> {
+        let outcomes = self.apply_from(ops, origin)?;
+        if let Some((index, Outcome::Refused(refusal))) = outcomes
+            .iter()
+            .enumerate()
+            .find(|(_, o)| matches!(o, Outcome::Refused(_)))
+        {
+            return Err(StoreError::BatchRefused {
+                index,
+                refusal: refusal.clone(),
+            });
+        }
+        Ok(outcomes)
+    }
     /// Sets a metadata value (replica id, sync cursors, …).
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Makes every write of this transaction durable.
@@ -136,22 +169,30 @@ pub trait Store {
     fn tag_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// A metadata value.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Where the logged op with this HLC came from: `Ok(None)` when it is
+    /// not logged, `Ok(Some(None))` for a local (or pushed-in) op.
+    fn origin(&self, hlc: &Hlc) -> Result<Option<Option<String>>, StoreError>;
+    /// Up to `limit` ops with `seq > after` that did not come from
+    /// `skip_origin`, and how far the scan went (see [`Outgoing`]).
+    fn outgoing(&self, after: u64, limit: usize, skip_origin: &str)
+    -> Result<Outgoing, StoreError>;
+    /// How many ops with `seq > after` did not come from `skip_origin`.
+    fn count_outgoing(&self, after: u64, skip_origin: &str) -> Result<u64, StoreError>;
 
     /// Applies a batch atomically: if any op is refused, nothing is written
     /// and the first refusal is returned as [`StoreError::BatchRefused`].
     fn apply_batch(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+        self.apply_batch_from(ops, None)
+    }
+
+    /// [`apply_batch`](Self::apply_batch), recording `origin` on the ops it logs.
+    fn apply_batch_from(
+        &mut self,
+        ops: &[Op],
+        origin: Option<&str>,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut tx = self.begin()?;
-        let outcomes = tx.apply(ops)?;
-        if let Some((index, Outcome::Refused(refusal))) = outcomes
-            .iter()
-            .enumerate()
-            .find(|(_, o)| matches!(o, Outcome::Refused(_)))
-        {
-            return Err(StoreError::BatchRefused {
-                index,
-                refusal: refusal.clone(),
-            });
-        }
+        let outcomes = tx.apply_all(ops, origin)?;
         tx.commit()?;
         Ok(outcomes)
     }

@@ -56,6 +56,15 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX node_tags_node ON node_tags (node);
     "#,
+    // 2: where each logged op came from, so a spoke never pushes back what a hub sent it.
+    r#"
+    -- 2: op origins (the hub an op was pulled from; NULL for local edits and pushes received)
+    CREATE TABLE origins (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    ALTER TABLE ops ADD COLUMN origin INTEGER REFERENCES origins (id);
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, para
 use serde_json::Value;
 
 use super::schema::{MIGRATIONS, supported_version};
-use super::{AMBIGUOUS_LIST, Resolved, Store, StoreError, Transaction, plausible_prefix};
+use super::{AMBIGUOUS_LIST, Outgoing, Resolved, Store, StoreError, Transaction, plausible_prefix};
 use crate::field::NodeId;
 use crate::hlc::Hlc;
 use crate::merge;
@@ -218,6 +218,46 @@ impl SqliteStore {
     fn load_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
         load_node(&self.conn, &self.path, id)
     }
+
+    /// The row id of an origin name, or -1 (matching no op) when it was never recorded.
+    fn origin_id(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM origins WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+            .map_err(self.err())?
+            .unwrap_or(-1))
+    }
+
+    /// Runs a `SELECT seq, hlc, node, field, value …` and decodes the rows.
+    fn read_ops(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<LoggedOp>, StoreError> {
+        let err = self.err();
+        let mut stmt = self.conn.prepare_cached(sql).map_err(&err)?;
+        let mut rows = stmt.query(args).map_err(&err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(&err)? {
+            let text = |i| {
+                row.get_ref(i)
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+            };
+            let seq: i64 = row.get(0).map_err(&err)?;
+            let op = Op {
+                hlc: decode_hlc(&self.path, &text(1).map_err(&err)?)?,
+                node: decode_node_id(&self.path, &text(2).map_err(&err)?)?,
+                field: text(3).map_err(&err)?,
+                value: decode_value(&self.path, &text(4).map_err(&err)?)?,
+            };
+            out.push(LoggedOp {
+                seq: u64::try_from(seq).map_err(|_| self.bad_row("a negative seq"))?,
+                op,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Refuses, without writing, a database that holds tables but no
@@ -406,19 +446,38 @@ impl SqliteTx<'_> {
 }
 
 impl Transaction for SqliteTx<'_> {
-    fn apply(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+    fn apply_from(&mut self, ops: &[Op], origin: Option<&str>) -> Result<Vec<Outcome>, StoreError> {
         let path = self.path;
         let err = |e| classify(path, e);
         let hlcs: Vec<String> = ops.iter().map(|op| op.hlc.to_string()).collect();
         let logged = self.logged(&hlcs)?;
         let mut plan = merge::plan(ops, |i| Ok::<_, StoreError>(logged[i]))?;
+        let origin_id: Option<i64> = match origin {
+            Some(name) if !plan.fresh.is_empty() => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO origins (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+                    )
+                    .and_then(|mut s| s.execute([name]))
+                    .map_err(err)?;
+                Some(
+                    self.tx
+                        .prepare_cached("SELECT id FROM origins WHERE name = ?1")
+                        .and_then(|mut s| s.query_row([name], |r| r.get(0)))
+                        .map_err(err)?,
+                )
+            }
+            _ => None,
+        };
         // Each fresh op's value as JSON text, written to the log and reused
         // for its register.
         let mut values: Vec<Option<String>> = vec![None; ops.len()];
         {
             let mut insert = self
                 .tx
-                .prepare_cached("INSERT INTO ops (hlc, node, field, value) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT INTO ops (hlc, node, field, value, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
                 .map_err(err)?;
             for &i in &plan.fresh {
                 let op = &ops[i];
@@ -428,7 +487,8 @@ impl Transaction for SqliteTx<'_> {
                         op.hlc.to_string(),
                         op.node.as_str(),
                         op.field,
-                        value
+                        value,
+                        origin_id
                     ])
                     .map_err(err)?;
                 values[i] = Some(value);
@@ -495,35 +555,13 @@ impl Store for SqliteStore {
     }
 
     fn ops_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedOp>, StoreError> {
-        let err = self.err();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, hlc, node, field, value FROM ops WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(&err)?;
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![after, limit]).map_err(&err)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(&err)? {
-            let text = |i| {
-                row.get_ref(i)
-                    .map(|v| v.as_str().unwrap_or_default().to_owned())
-            };
-            let seq: i64 = row.get(0).map_err(&err)?;
-            let op = Op {
-                hlc: decode_hlc(&self.path, &text(1).map_err(&err)?)?,
-                node: decode_node_id(&self.path, &text(2).map_err(&err)?)?,
-                field: text(3).map_err(&err)?,
-                value: decode_value(&self.path, &text(4).map_err(&err)?)?,
-            };
-            out.push(LoggedOp {
-                seq: u64::try_from(seq).map_err(|_| self.bad_row("a negative seq"))?,
-                op,
-            });
-        }
-        Ok(out)
+        self.read_ops(
+            "SELECT seq, hlc, node, field, value FROM ops WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            params![
+                i64::try_from(after).unwrap_or(i64::MAX),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
@@ -706,6 +744,56 @@ impl Store for SqliteStore {
             .optional()
             .map_err(self.err())
     }
+
+    fn origin(&self, hlc: &Hlc) -> Result<Option<Option<String>>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT g.name FROM ops o LEFT JOIN origins g ON g.id = o.origin WHERE o.hlc = ?1",
+            )
+            .and_then(|mut s| s.query_row([hlc.to_string()], |r| r.get(0)).optional())
+            .map_err(self.err())
+    }
+
+    fn outgoing(
+        &self,
+        after: u64,
+        limit: usize,
+        skip_origin: &str,
+    ) -> Result<Outgoing, StoreError> {
+        let skip = self.origin_id(skip_origin)?;
+        let ops = self.read_ops(
+            "SELECT seq, hlc, node, field, value FROM ops
+             WHERE seq > ?1 AND (origin IS NULL OR origin != ?2) ORDER BY seq LIMIT ?3",
+            params![
+                i64::try_from(after).unwrap_or(i64::MAX),
+                skip,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )?;
+        let scanned_to = if ops.len() < limit {
+            after.max(self.last_seq()?)
+        } else {
+            ops.last().map_or(after, |l| l.seq)
+        };
+        Ok(Outgoing { ops, scanned_to })
+    }
+
+    fn count_outgoing(&self, after: u64, skip_origin: &str) -> Result<u64, StoreError> {
+        let skip = self.origin_id(skip_origin)?;
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM ops WHERE seq > ?1 AND (origin IS NULL OR origin != ?2)",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![i64::try_from(after).unwrap_or(i64::MAX), skip],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(self.err())?;
+        Ok(n.max(0) as u64)
+    }
 }
 
 #[cfg(test)]
@@ -722,4 +810,49 @@ mod conformance_on_disk {
             .unwrap()
     }
     crate::store_conformance!(make());
+}
+
+#[cfg(test)]
+mod migration_2 {
+    use super::*;
+    use crate::store::conformance::op;
+
+    /// A database written before origins existed opens, keeps its ops, and
+    /// reads them back as local.
+    #[test]
+    fn a_version_1_database_gains_origins_without_losing_ops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heph.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE heph_schema (version INTEGER PRIMARY KEY, description TEXT NOT NULL)",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute("INSERT INTO heph_schema VALUES (1, 'v1')", [])
+                .unwrap();
+            let o = op(1000, 0, 1, 1, "title", serde_json::json!("old"));
+            conn.execute(
+                "INSERT INTO ops (hlc, node, field, value) VALUES (?1, ?2, 'title', '\"old\"')",
+                params![o.hlc.to_string(), o.node.as_str()],
+            )
+            .unwrap();
+        }
+        let mut s = SqliteStore::open(&path, &OpenOptions::default()).unwrap();
+        let old = op(1000, 0, 1, 1, "title", serde_json::json!("old"));
+        assert_eq!(s.origin(&old.hlc).unwrap(), Some(None));
+        let pulled = op(2000, 0, 2, 1, "title", serde_json::json!("new"));
+        s.apply_batch_from(std::slice::from_ref(&pulled), Some("https://hub.example"))
+            .unwrap();
+        assert_eq!(
+            s.outgoing(0, 10, "https://hub.example").unwrap().ops.len(),
+            1
+        );
+        let version: i64 = s
+            .conn
+            .query_row("SELECT max(version) FROM heph_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+    }
 }
