@@ -58,6 +58,9 @@ pub mod code {
     pub const SHUTTING_DOWN: i64 = -32006;
     /// This feature is not configured (no hub, no sign-in).
     pub const NOT_CONFIGURED: i64 = -32007;
+    /// Client mode: the hub cannot be reached or refused the request.
+    /// `data`: `{"hint": "…"}`.
+    pub const HUB: i64 = -32008;
 }
 
 /// A request. `id` absent means a notification (no response).

@@ -108,12 +108,6 @@ pub struct Health {
     pub status: String,
     /// The hub's version.
     pub version: String,
-    /// The hub's replica id.
-    #[serde(default)]
-    pub replica_id: String,
-    /// The hub's last log seq.
-    #[serde(default)]
-    pub last_seq: u64,
 }
 
 /// `GET /.well-known/oauth-protected-resource` reply (RFC 9728).
@@ -302,8 +296,9 @@ mod tests {
 
     #[test]
     fn new_fields_default_when_absent() {
-        let h: Health = serde_json::from_str(r#"{"status":"ok","version":"0.1.0"}"#).unwrap();
-        assert_eq!(h.last_seq, 0);
+        let r: ProtectedResource =
+            serde_json::from_str(r#"{"resource":"https://hub.example"}"#).unwrap();
+        assert!(r.authorization_servers.is_empty() && r.heph_client_id.is_none());
         let p: PullResponse = serde_json::from_str(r#"{"ops":[],"next":7,"more":false}"#).unwrap();
         assert_eq!(p.next, 7);
     }

@@ -15,17 +15,26 @@ use heph_core::hlc::DEFAULT_MAX_CLOCK_SKEW_MS;
 /// What a daemon is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// The replica and the unix-socket RPC.
+    /// The replica and the unix-socket RPC; with --hub-url, a spoke.
     Local,
+    /// A hub: the replica, the unix-socket RPC and the HTTP routes.
+    Server,
+    /// No replica: every RPC is forwarded to the hub's /rpc.
+    Client,
 }
 
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Local => "local",
+            Mode::Server => "server",
+            Mode::Client => "client",
         }
     }
 }
+
+/// The default address a hub listens on.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7447";
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,6 +74,28 @@ pub struct Args {
     /// Refuse ops stamped more than this many seconds ahead of this clock [default: 300].
     #[arg(long, value_name = "SECS")]
     pub max_clock_skew: Option<u64>,
+    /// Server mode: the address to serve the hub's HTTP routes on [default: 127.0.0.1:7447].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Server mode: serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server mode: the PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Server mode: the hub's public URL, as clients reach it (behind a reverse proxy)
+    /// [default: derived from --listen].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Server mode: serve without bearer verification. Only on a loopback address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// The hub to sync with (local mode) or to forward every RPC to (client mode).
+    #[arg(long, value_name = "URL")]
+    pub hub_url: Option<String>,
+    /// A PEM file of extra CA certificates to trust for the hub (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub hub_ca: Option<PathBuf>,
     /// Print the effective configuration and where each value came from, then exit.
     #[arg(long)]
     pub print_config: bool,
@@ -80,6 +111,13 @@ pub struct Config {
     pub log_format: Setting<LogFormat>,
     pub log_level: Setting<String>,
     pub max_clock_skew_secs: Setting<u64>,
+    pub listen: Setting<String>,
+    pub tls_cert: Option<Setting<PathBuf>>,
+    pub tls_key: Option<Setting<PathBuf>>,
+    pub public_url: Option<Setting<String>>,
+    pub insecure_no_auth: Setting<bool>,
+    pub hub_url: Option<Setting<String>>,
+    pub hub_ca: Option<Setting<PathBuf>>,
     /// Config-file keys this version does not know.
     pub unknown_keys: Vec<String>,
 }
@@ -92,6 +130,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "log_format",
     "log_level",
     "max_clock_skew",
+    "listen",
+    "tls_cert",
+    "tls_key",
+    "public_url",
+    "insecure_no_auth",
+    "hub_url",
+    "hub_ca",
 ];
 
 fn parse_setting<T>(
@@ -184,7 +229,38 @@ impl Config {
                 .map(|s| ("--max-clock-skew", s.to_string())),
             (DEFAULT_MAX_CLOCK_SKEW_MS / 1000).to_string(),
         )?;
+        let path = |key: &str, flag: &'static str, v: &Option<PathBuf>| {
+            layers
+                .get(key, v.as_ref().map(|p| (flag, p.display().to_string())))
+                .map(|s| s.map(|s| s.map(PathBuf::from)))
+        };
+        let text = |key: &str, flag: &'static str, v: &Option<String>| {
+            layers.get(key, v.clone().map(|t| (flag, t)))
+        };
+        let insecure = layers.get_or(
+            "insecure_no_auth",
+            args.insecure_no_auth
+                .then(|| ("--insecure-no-auth", "true".to_owned())),
+            "false",
+        )?;
         Ok(Config {
+            listen: layers.get_or(
+                "listen",
+                args.listen.clone().map(|l| ("--listen", l)),
+                DEFAULT_LISTEN,
+            )?,
+            tls_cert: path("tls_cert", "--tls-cert", &args.tls_cert)?,
+            tls_key: path("tls_key", "--tls-key", &args.tls_key)?,
+            public_url: text("public_url", "--public-url", &args.public_url)?,
+            insecure_no_auth: parse_setting(insecure, "insecure_no_auth", |s| {
+                match s.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => Ok(true),
+                    "false" | "0" | "no" => Ok(false),
+                    _ => Err(format!("{s:?} is not true or false")),
+                }
+            })?,
+            hub_url: text("hub_url", "--hub-url", &args.hub_url)?,
+            hub_ca: path("hub_ca", "--hub-ca", &args.hub_ca)?,
             mode: parse_setting(mode, "mode", value_enum)?,
             db: paths.db,
             socket: paths.socket,
@@ -201,7 +277,7 @@ impl Config {
 
     /// The text `--print-config` shows: one `key = value  # source` line each.
     pub fn render(&self) -> String {
-        let rows: Vec<(&str, String, &Source)> = vec![
+        let mut rows: Vec<(&str, String, &Source)> = vec![
             (
                 "mode",
                 self.mode.value.as_str().to_owned(),
@@ -233,7 +309,27 @@ impl Config {
                 self.max_clock_skew_secs.value.to_string(),
                 &self.max_clock_skew_secs.source,
             ),
+            ("listen", self.listen.value.clone(), &self.listen.source),
+            (
+                "insecure_no_auth",
+                self.insecure_no_auth.value.to_string(),
+                &self.insecure_no_auth.source,
+            ),
         ];
+        for (key, setting) in [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("hub_ca", &self.hub_ca),
+        ] {
+            if let Some(s) = setting {
+                rows.push((key, s.value.display().to_string(), &s.source));
+            }
+        }
+        for (key, setting) in [("public_url", &self.public_url), ("hub_url", &self.hub_url)] {
+            if let Some(s) = setting {
+                rows.push((key, s.value.clone(), &s.source));
+            }
+        }
         let width = rows
             .iter()
             .map(|(k, v, _)| k.len() + v.len())

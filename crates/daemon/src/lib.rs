@@ -2,26 +2,33 @@
 //! calls [`run`]; tests start the same code in-process.
 //!
 //! In local mode the daemon owns the replica (on its own thread, see [`db`])
-//! and serves the JSON-RPC of DESIGN §6 on a unix socket ([`rpc`]). It
-//! refuses to share its database or socket with another daemon
-//! ([`instance`]), and on shutdown it finishes in-flight requests, closes
-//! the database and removes its socket.
+//! and serves the JSON-RPC of DESIGN §6 on a unix socket ([`rpc`]); with a
+//! hub URL it is also a spoke ([`spoke`]). In server mode it adds the hub's
+//! HTTP routes ([`hub`]); in client mode it has no replica and forwards every
+//! RPC to the hub. It refuses to share its database or socket with another
+//! daemon ([`instance`]), and on shutdown it finishes in-flight requests,
+//! closes the database and removes its socket.
 
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod hub;
 pub mod instance;
 pub mod rpc;
+pub mod spoke;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use heph_core::StoreError;
 use heph_core::hlc::Clock;
+use heph_core::wire::HubUrl;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 pub use config::Config;
+use config::Mode;
 use instance::InstanceError;
 use rpc::methods::{Context, StaticInfo};
 
@@ -39,11 +46,109 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The settings do not make a daemon that can start.
+    #[error("{0}")]
+    Settings(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
+    #[error(transparent)]
+    Sync(#[from] spoke::SyncError),
+}
+
+/// Installs aws-lc-rs as the process's rustls provider (the only one built
+/// in). Idempotent; `main`, tests and the HTTP client call it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// Runs the daemon until `shutdown` turns true.
 pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<(), DaemonError> {
     run_with_clock(config, Arc::new(db::SystemClock), shutdown).await
+}
+
+/// The hub URL setting, parsed, with the start-up warning for plain HTTP.
+fn hub_url(config: &Config) -> Result<Option<HubUrl>, DaemonError> {
+    let Some(setting) = &config.hub_url else {
+        return Ok(None);
+    };
+    let url = HubUrl::parse(&setting.value)
+        .map_err(|e| DaemonError::Settings(format!("{e} (from {})", setting.source)))?;
+    if !url.is_https() && !url.is_loopback() {
+        tracing::warn!(hub = %url, "the hub URL is plain http:// to a host that is not this machine: ops travel unencrypted; use https://");
+    }
+    Ok(Some(url))
+}
+
+/// The hub's checked settings: address, TLS and auth policy.
+struct HubSettings {
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    public_url: String,
+}
+
+fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
+    if config.hub_url.is_some() {
+        return Err(DaemonError::Settings(
+            "--hub-url is for local and client modes; a hub does not sync with another hub".into(),
+        ));
+    }
+    let listen = &config.listen.value;
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        DaemonError::Settings(format!(
+            "--listen {listen:?} is not an IP address and port, e.g. 127.0.0.1:7447 or [::]:7447"
+        ))
+    })?;
+    if !config.insecure_no_auth.value {
+        return Err(DaemonError::Settings(
+            "--mode server needs bearer verification, which this version does not have yet; to run a hub on this machine only, add --insecure-no-auth with a loopback --listen address".into(),
+        ));
+    }
+    if !addr.ip().is_loopback() {
+        return Err(DaemonError::Settings(format!(
+            "--insecure-no-auth is only allowed on a loopback address, and {addr} is not one; use --listen 127.0.0.1:PORT"
+        )));
+    }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(hub::load_tls(&cert.value, &key.value)?),
+        (None, None) => None,
+        _ => {
+            return Err(DaemonError::Settings(
+                "--tls-cert and --tls-key go together; give both or neither".into(),
+            ));
+        }
+    };
+    let public_url = match &config.public_url {
+        Some(u) => HubUrl::parse(&u.value)
+            .map_err(|e| DaemonError::Settings(format!("{e} (from {})", u.source)))?
+            .to_string(),
+        None => String::new(),
+    };
+    Ok(HubSettings {
+        addr,
+        tls,
+        public_url,
+    })
+}
+
+/// Raises the open-file limit to its hard maximum: each idle long poll holds a socket.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// [`run`] with an injected clock (tests).
@@ -52,40 +157,141 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let db_path = &config.db.value;
+    let mode = config.mode.value;
     let socket = &config.socket.value;
+    let hub = hub_url(config)?;
+    if mode == Mode::Client {
+        let Some(hub) = hub else {
+            return Err(DaemonError::Settings(
+                "--mode client needs --hub-url: every request goes to that hub".into(),
+            ));
+        };
+        let client = spoke::HubClient::new(hub, config.hub_ca.as_ref().map(|s| s.value.as_path()))?;
+        let listener = bind_socket(socket)?;
+        let ctx = Arc::new(Context {
+            db: None,
+            events: events::Events::new(),
+            info: StaticInfo {
+                mode: mode.as_str().into(),
+                db: String::new(),
+                socket: socket.display().to_string(),
+                started_ms: clock.now_ms(),
+            },
+            log_seq: watch::Sender::new(0),
+            local_edit: Arc::new(tokio::sync::Notify::new()),
+            sync: None,
+            remote: Some(client.clone()),
+        });
+        tracing::info!(socket = %socket.display(), hub = %client.hub(), pid = std::process::id(), "hephd ready (client mode)");
+        rpc::server::serve(listener, ctx, shutdown).await;
+        let _ = std::fs::remove_file(socket);
+        tracing::info!("hephd stopped");
+        return Ok(());
+    }
+    let hub_settings = if mode == Mode::Server {
+        let settings = hub_settings(config)?;
+        raise_fd_limit();
+        Some(settings)
+    } else {
+        None
+    };
+
+    let db_path = &config.db.value;
     instance::create_private_dir(db_path.parent().unwrap_or(Path::new("")))?;
     let lock = instance::lock_db(db_path)?;
     let max_skew_ms = config.max_clock_skew_secs.value.saturating_mul(1000);
     let (db, db_thread) = db::Db::open(db_path, max_skew_ms, clock.clone())?;
+    let last_seq = db
+        .call(|r| heph_core::Store::last_seq(r.store()))
+        .await
+        .map_err(|_| DaemonError::Settings("the database thread stopped at start".into()))??;
+    let tcp = match &hub_settings {
+        Some(s) => Some(
+            tokio::net::TcpListener::bind(s.addr)
+                .await
+                .map_err(|source| DaemonError::Listen {
+                    addr: s.addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let listener = bind_socket(socket)?;
 
-    instance::create_private_dir(socket.parent().unwrap_or(Path::new("")))?;
-    if instance::clear_socket(socket)? {
-        tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that did not shut down cleanly");
+    let info = StaticInfo {
+        mode: mode.as_str().into(),
+        db: db_path.display().to_string(),
+        socket: socket.display().to_string(),
+        started_ms: clock.now_ms(),
+    };
+    let mut ctx = Context::local(db.clone(), info, last_seq);
+    let mut sync_parts = None;
+    if let Some(hub) = hub {
+        let client = spoke::HubClient::new(
+            hub.clone(),
+            config.hub_ca.as_ref().map(|s| s.value.as_path()),
+        )?;
+        let (handle, now_rx) = spoke::SyncHandle::new(hub, db.clone(), ctx.events.clone());
+        ctx.sync = Some(handle.clone());
+        sync_parts = Some((client, handle, now_rx));
     }
-    let listener = UnixListener::bind(socket).map_err(|source| DaemonError::Bind {
-        path: socket.clone(),
-        source,
-    })?;
-    instance::restrict_socket(socket)?;
-
-    let ctx = Arc::new(Context {
-        db,
-        events: events::Events::new(),
-        info: StaticInfo {
-            mode: config.mode.value.as_str().into(),
-            db: db_path.display().to_string(),
-            socket: socket.display().to_string(),
-            started_ms: clock.now_ms(),
-        },
+    let ctx = Arc::new(ctx);
+    let sync_task = sync_parts.map(|(client, handle, now_rx)| {
+        tracing::info!(hub = %client.hub(), "syncing with the hub");
+        let lp = spoke::sync_loop::SyncLoop::new(ctx.clone(), db.clone(), client, handle);
+        tokio::spawn(lp.run(now_rx, shutdown.clone()))
     });
+    let hub_task = match (hub_settings, tcp) {
+        (Some(settings), Some(tcp)) => {
+            let bound = tcp.local_addr().map_err(|source| DaemonError::Listen {
+                addr: settings.addr.to_string(),
+                source,
+            })?;
+            let scheme = if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let public_url = if settings.public_url.is_empty() {
+                format!("{scheme}://{bound}")
+            } else {
+                settings.public_url.clone()
+            };
+            let state = Arc::new(hub::routes::HubState {
+                ctx: ctx.clone(),
+                db: db.clone(),
+                auth: hub::auth::Policy::InsecureNoAuth,
+                public_url,
+                shutdown: shutdown.clone(),
+            });
+            tracing::warn!(
+                "the hub runs with --insecure-no-auth: every local process that can reach {bound} may read and write all data"
+            );
+            tracing::info!("hub listening on {scheme}://{bound}");
+            Some(tokio::spawn(hub::serve::serve(
+                tcp,
+                settings.tls,
+                hub::routes::router(state),
+                shutdown.clone(),
+            )))
+        }
+        _ => None,
+    };
+    drop(db);
     tracing::info!(
         db = %db_path.display(),
         socket = %socket.display(),
         pid = std::process::id(),
+        mode = mode.as_str(),
         "hephd ready"
     );
     rpc::server::serve(listener, ctx, shutdown).await;
+    if let Some(t) = hub_task {
+        let _ = t.await;
+    }
+    if let Some(t) = sync_task {
+        let _ = t.await;
+    }
 
     // Only the daemon that bound the socket removes it.
     let _ = std::fs::remove_file(socket);
@@ -94,4 +300,17 @@ pub async fn run_with_clock(
     drop(lock);
     tracing::info!("hephd stopped");
     Ok(())
+}
+
+fn bind_socket(socket: &Path) -> Result<UnixListener, DaemonError> {
+    instance::create_private_dir(socket.parent().unwrap_or(Path::new("")))?;
+    if instance::clear_socket(socket)? {
+        tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that did not shut down cleanly");
+    }
+    let listener = UnixListener::bind(socket).map_err(|source| DaemonError::Bind {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    instance::restrict_socket(socket)?;
+    Ok(listener)
 }

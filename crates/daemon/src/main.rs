@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     // Everything hephd creates (database, lock, socket) is private to its user.
     // SAFETY: umask only sets the process's file-mode mask; no threads exist yet.
     unsafe { libc::umask(0o077) };
+    hephd::install_crypto_provider();
     let args = Args::parse();
     let env = |k: &str| std::env::var(k).ok();
     let config = match Config::resolve(&args, &env, &|p| std::fs::read_to_string(p)) {

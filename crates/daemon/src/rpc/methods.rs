@@ -2,9 +2,11 @@
 //!
 //! [`dispatch`] takes a method name and its raw params and returns the
 //! result or an [`RpcError`] with a clear message. It knows nothing about
-//! sockets or HTTP, so the unix-socket server and (later) the hub's `/rpc`
-//! route share it. Every write is one atomic batch on the replica thread;
-//! its change notification goes out only after it committed.
+//! sockets or HTTP, so the unix-socket server and the hub's `/rpc` route
+//! share it. Every write is one atomic batch on the replica thread; its
+//! change notification (and the log-seq signal long polls wait on) goes out
+//! only after it committed. In client mode there is no replica: every
+//! method but `daemon.info` and the `sync.*` pair is forwarded to the hub.
 
 use std::collections::BTreeSet;
 
@@ -19,14 +21,57 @@ use heph_core::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+
 use crate::db::{Db, LocalReplica, random_bytes};
 use crate::events::Events;
+use crate::spoke::{HubClient, SyncHandle};
 
 /// What the methods need from the daemon.
 pub struct Context {
-    pub db: Db,
+    /// The replica (absent in client mode).
+    pub db: Option<Db>,
     pub events: Events,
     pub info: StaticInfo,
+    /// The log's last seq, sent after every commit (hub long polls wait on it).
+    pub log_seq: watch::Sender<u64>,
+    /// Woken after every local edit, so a spoke syncs right away.
+    pub local_edit: Arc<Notify>,
+    /// The spoke's sync loop, when a hub is configured in local mode.
+    pub sync: Option<SyncHandle>,
+    /// Client mode: the hub every RPC goes to.
+    pub remote: Option<HubClient>,
+}
+
+impl Context {
+    /// A context for a replica with no hub (local mode without `--hub-url`).
+    pub fn local(db: Db, info: StaticInfo, last_seq: u64) -> Self {
+        Self {
+            db: Some(db),
+            events: Events::new(),
+            info,
+            log_seq: watch::Sender::new(last_seq),
+            local_edit: Arc::new(Notify::new()),
+            sync: None,
+            remote: None,
+        }
+    }
+
+    /// Records that the log now ends at `last_seq` and that `nodes` changed.
+    pub fn committed(&self, nodes: BTreeSet<NodeId>, last_seq: u64) {
+        self.log_seq.send_if_modified(|seq| {
+            let grew = last_seq > *seq;
+            if grew {
+                *seq = last_seq;
+            }
+            grew
+        });
+        if !nodes.is_empty() {
+            self.events.changed(nodes, last_seq);
+        }
+    }
 }
 
 /// The parts of `daemon.info` fixed at start.
@@ -232,6 +277,22 @@ fn link(r: &mut LocalReplica, p: LinkParams) -> Result<(Node, u64), RpcError> {
 
 /// Runs one method. `Ok` holds the JSON result.
 pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, RpcError> {
+    if let Some(remote) = &ctx.remote {
+        return match method {
+            method::DAEMON_INFO => client_info(ctx),
+            method::SYNC_STATUS | method::SYNC_NOW => {
+                serde_json::to_value(remote.client_status(method == method::SYNC_NOW).await)
+                    .map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
+            }
+            _ => remote.rpc(method, raw).await,
+        };
+    }
+    let Some(db) = &ctx.db else {
+        return Err(RpcError::new(
+            code::INTERNAL,
+            "this daemon has neither a replica nor a hub to answer from",
+        ));
+    };
     type WriteFn = Box<dyn FnOnce(&mut LocalReplica) -> Result<(Node, u64), RpcError> + Send>;
     let write_fn: WriteFn = match method {
         method::NODE_CREATE => {
@@ -257,22 +318,39 @@ pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, 
             let p: LinkParams = params(method, raw)?;
             Box::new(move |r| link(r, p))
         }
-        _ => return read(ctx, method, raw).await,
+        _ => return read(ctx, db, method, raw).await,
     };
-    let (node, last_seq) = ctx.db.call(write_fn).await.map_err(|_| closed())??;
-    ctx.events.changed(BTreeSet::from([node.id]), last_seq);
+    let (node, last_seq) = db.call(write_fn).await.map_err(|_| closed())??;
+    ctx.committed(BTreeSet::from([node.id]), last_seq);
+    ctx.local_edit.notify_one();
     serde_json::to_value(node).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
 }
 
-async fn read(ctx: &Context, method: &str, raw: Value) -> Result<Value, RpcError> {
+/// `daemon.info` of a client-mode daemon: it has no replica of its own.
+fn client_info(ctx: &Context) -> Result<Value, RpcError> {
+    let info = DaemonInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        mode: ctx.info.mode.clone(),
+        db: String::new(),
+        socket: ctx.info.socket.clone(),
+        replica_id: String::new(),
+        started_ms: ctx.info.started_ms,
+        ops: 0,
+        last_seq: 0,
+        schema_version: supported_version(),
+    };
+    serde_json::to_value(info).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
+}
+
+async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value, RpcError> {
     let to_value = |v: Result<Value, serde_json::Error>| {
         v.map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
     };
     match method {
         method::NODE_GET => {
             let p: IdParams = params(method, raw)?;
-            let node = ctx
-                .db
+            let node = db
                 .call(move |r| {
                     let id = resolve(r, &p.id)?;
                     load(r, &id)
@@ -283,8 +361,7 @@ async fn read(ctx: &Context, method: &str, raw: Value) -> Result<Value, RpcError
         }
         method::NODE_LIST => {
             let q: ListParams = params(method, raw)?;
-            let nodes = ctx
-                .db
+            let nodes = db
                 .call(move |r| r.store().query(&q).map_err(store_error))
                 .await
                 .map_err(|_| closed())??;
@@ -292,8 +369,7 @@ async fn read(ctx: &Context, method: &str, raw: Value) -> Result<Value, RpcError
         }
         method::TAGS_LIST => {
             let _: Value = params::<Value>(method, raw)?;
-            let tags = ctx
-                .db
+            let tags = db
                 .call(|r| r.store().tag_counts().map_err(store_error))
                 .await
                 .map_err(|_| closed())??;
@@ -305,8 +381,7 @@ async fn read(ctx: &Context, method: &str, raw: Value) -> Result<Value, RpcError
         }
         method::DAEMON_INFO => {
             let info = ctx.info.clone();
-            let result = ctx
-                .db
+            let result = db
                 .call(move |r| -> Result<DaemonInfo, RpcError> {
                     Ok(DaemonInfo {
                         version: env!("CARGO_PKG_VERSION").into(),
@@ -325,17 +400,39 @@ async fn read(ctx: &Context, method: &str, raw: Value) -> Result<Value, RpcError
                 .map_err(|_| closed())??;
             to_value(serde_json::to_value(result))
         }
-        method::SYNC_STATUS => to_value(serde_json::to_value(SyncStatus {
-            configured: false,
-            message:
-                "no hub is configured: this replica works offline and keeps every change locally"
-                    .into(),
-            ..SyncStatus::default()
-        })),
-        method::SYNC_NOW => Err(RpcError::new(
-            code::NOT_CONFIGURED,
-            "no hub is configured, so there is nothing to sync with",
-        )),
+        method::SYNC_STATUS => {
+            let _: Value = params::<Value>(method, raw)?;
+            match &ctx.sync {
+                Some(sync) => to_value(serde_json::to_value(sync.status().await)),
+                None if ctx.info.mode == "server" => to_value(serde_json::to_value(SyncStatus {
+                    configured: false,
+                    message: "this daemon is the hub: spokes sync with it".into(),
+                    ..SyncStatus::default()
+                })),
+                None => to_value(serde_json::to_value(SyncStatus {
+                    configured: false,
+                    message:
+                        "no hub is configured: this replica works offline and keeps every change locally"
+                            .into(),
+                    hint: Some("hephd --hub-url https://hub.example".into()),
+                    ..SyncStatus::default()
+                })),
+            }
+        }
+        method::SYNC_NOW => {
+            let _: Value = params::<Value>(method, raw)?;
+            match &ctx.sync {
+                Some(sync) => to_value(serde_json::to_value(sync.sync_now().await?)),
+                None => Err(RpcError::new(
+                    code::NOT_CONFIGURED,
+                    if ctx.info.mode == "server" {
+                        "this daemon is the hub, so there is nothing to sync with"
+                    } else {
+                        "no hub is configured, so there is nothing to sync with"
+                    },
+                )),
+            }
+        }
         method::AUTH_STATUS => to_value(serde_json::to_value(AuthStatus {
             configured: false,
             state: "not_configured".into(),

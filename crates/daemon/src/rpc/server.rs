@@ -202,7 +202,9 @@ type SubscribeSlot<'a> = (
     &'a mut Option<tokio::task::JoinHandle<()>>,
 );
 
-async fn handle_request(
+/// Handles one JSON-RPC request value. `subscribe` is `None` where a
+/// subscription cannot live (inside a batch, or over the hub's HTTP `/rpc`).
+pub(crate) async fn handle_request(
     ctx: &Arc<Context>,
     value: Value,
     subscribe: Option<SubscribeSlot<'_>>,
@@ -235,7 +237,7 @@ async fn handle_request(
         let Some((out, slot)) = subscribe else {
             let err = RpcError::new(
                 code::INVALID_REQUEST,
-                "events.subscribe cannot be part of a batch",
+                "events.subscribe needs its own unix-socket connection; it cannot be part of a batch or sent over HTTP",
             );
             return Some(Response::err(id, err));
         };

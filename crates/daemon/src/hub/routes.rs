@@ -1,0 +1,450 @@
+//! The hub's HTTP routes (DESIGN §4): push, pull with long poll, `/rpc`,
+//! `/healthz` and the RFC 9728 protected-resource metadata.
+//!
+//! Handlers parse and check everything before touching the replica, so a
+//! bad request writes nothing; every refusal is an [`ApiError`]. Cursors are
+//! the hub log's arrival seqs, never HLCs. The replica itself is only
+//! reached through the [`Db`] thread; this module owns no sockets (see
+//! [`serve`](super::serve)) and does not decide who a caller is (see
+//! [`auth`](super::auth)).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use heph_core::wire::{
+    DEFAULT_PULL_LIMIT, Health, MAX_PULL_LIMIT, MAX_PULL_WAIT_SECS, MAX_PUSH_BYTES, MAX_PUSH_OPS,
+    MAX_RPC_BYTES, ProtectedResource, PullResponse, PushRequest, PushResponse, error_code, route,
+};
+use heph_core::{Outcome, Refusal, ReplicaError, Store, StoreError};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::api_error::ApiError;
+use super::auth::{self, Policy};
+use crate::db::Db;
+use crate::rpc::methods::Context;
+
+/// How long a client may take to send a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the handlers share.
+pub struct HubState {
+    pub ctx: Arc<Context>,
+    pub db: Db,
+    pub auth: Policy,
+    /// The hub's public URL (the RFC 9728 `resource`).
+    pub public_url: String,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The router with every route, the auth layer on the protected ones, and
+/// JSON answers for unknown routes and methods.
+pub fn router(state: Arc<HubState>) -> Router {
+    let protected = Router::new()
+        .route(route::PUSH, post(push))
+        .route(route::PULL, get(pull))
+        .route(route::RPC, post(rpc))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ));
+    Router::new()
+        .route(route::HEALTHZ, get(healthz))
+        .route(route::PROTECTED_RESOURCE, get(protected_resource))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        error_code::NOT_FOUND,
+        "no such route; the hub serves /sync/push, /sync/pull, /rpc, /healthz and /.well-known/oauth-protected-resource",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        error_code::METHOD_NOT_ALLOWED,
+        "this route does not take that method: /sync/push and /rpc take POST, the others GET",
+    )
+}
+
+async fn healthz() -> Response {
+    axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+    .into_response()
+}
+
+async fn protected_resource(State(state): State<Arc<HubState>>) -> Response {
+    axum::Json(ProtectedResource {
+        resource: state.public_url.clone(),
+        bearer_methods_supported: vec!["header".into()],
+        ..ProtectedResource::default()
+    })
+    .into_response()
+}
+
+/// Reads a JSON request body of at most `limit` bytes, refusing compressed
+/// bodies, other media types and senders slower than [`BODY_TIMEOUT`].
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                error_code::UNSUPPORTED_ENCODING,
+                format!(
+                    "the hub does not accept compressed bodies (Content-Encoding: {}); send plain JSON",
+                    String::from_utf8_lossy(enc.as_bytes())
+                ),
+            ));
+        }
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or_default().trim();
+        if essence != "application/json" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                error_code::UNSUPPORTED_MEDIA_TYPE,
+                format!("the body must be application/json, not {essence}"),
+            ));
+        }
+    }
+    let over = || {
+        ApiError::too_large(format!(
+            "the request body is larger than the limit of {limit} bytes ({} MiB)",
+            limit / (1024 * 1024)
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(over());
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            error_code::TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.to_string().contains("length limit exceeded") {
+                    return Err(over());
+                }
+                source = s.source();
+            }
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                error_code::INVALID_BODY,
+                format!("the request body could not be read: {e}"),
+            ))
+        }
+    }
+}
+
+async fn push(
+    State(state): State<Arc<HubState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, MAX_PUSH_BYTES).await?;
+    let req: PushRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::json(&e, r#"{"ops":[…]} with valid ops"#))?;
+    if req.ops.len() > MAX_PUSH_OPS {
+        return Err(ApiError::too_large(format!(
+            "the batch holds {} ops, more than the limit of {MAX_PUSH_OPS} per push",
+            req.ops.len()
+        )));
+    }
+    if req.ops.is_empty() {
+        return Ok(axum::Json(PushResponse::default()).into_response());
+    }
+    let ops = req.ops;
+    let result = state
+        .db
+        .call(move |r| -> Result<_, ReplicaError> {
+            let outcomes = r.receive(&ops)?;
+            let nodes: BTreeSet<_> = ops
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, Outcome::Applied))
+                .map(|(op, _)| op.node)
+                .collect();
+            let duplicates = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Duplicate))
+                .count() as u64;
+            Ok((
+                nodes,
+                r.store().last_seq()?,
+                outcomes.len() as u64 - duplicates,
+                duplicates,
+            ))
+        })
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
+    let (nodes, last_seq, accepted, duplicates) = result.map_err(push_error)?;
+    state.ctx.committed(nodes, last_seq);
+    Ok(axum::Json(PushResponse {
+        accepted,
+        duplicates,
+    })
+    .into_response())
+}
+
+fn push_error(e: ReplicaError) -> ApiError {
+    let skew = |c: &heph_core::ClockError| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            error_code::CLOCK_SKEW,
+            format!("{c}; nothing of the batch was written, so keep it and retry later"),
+        )
+    };
+    match e {
+        ReplicaError::Store(StoreError::BatchRefused {
+            refusal: Refusal::ClockSkew(c),
+            ..
+        }) => skew(&c),
+        ReplicaError::Clock(c) => skew(&c),
+        ReplicaError::Store(StoreError::BatchRefused {
+            index,
+            refusal: Refusal::Invalid(inv),
+        }) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error_code::INVALID_OP,
+            format!("op {index} of the batch was refused, so none of the batch was written: {inv}"),
+        ),
+        other => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error_code::STORE,
+            format!("the hub cannot write the batch: {other}"),
+        ),
+    }
+}
+
+/// The checked query of a pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullQuery {
+    pub after: u64,
+    pub limit: usize,
+    pub wait_secs: u64,
+}
+
+fn number(key: &str, value: &str) -> Result<u64, ApiError> {
+    if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::query(format!(
+            "{key} must be a non-negative whole number, not {:?}",
+            value.chars().take(40).collect::<String>()
+        )));
+    }
+    value
+        .parse()
+        .map_err(|_| ApiError::query(format!("{key} is too large")))
+}
+
+/// Parses `after`, `limit` and `wait`. Unknown keys are ignored (a newer
+/// spoke may send more); a repeated key is refused.
+pub fn parse_pull_query(query: Option<&str>) -> Result<PullQuery, ApiError> {
+    let mut q = PullQuery {
+        after: 0,
+        limit: DEFAULT_PULL_LIMIT,
+        wait_secs: 0,
+    };
+    let mut seen = BTreeSet::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !["after", "limit", "wait"].contains(&key) {
+            continue;
+        }
+        if !seen.insert(key) {
+            return Err(ApiError::query(format!("{key} is given more than once")));
+        }
+        let n = number(key, value)?;
+        match key {
+            "after" => q.after = n,
+            "limit" => {
+                if n == 0 || n > MAX_PULL_LIMIT as u64 {
+                    return Err(ApiError::query(format!(
+                        "limit must be from 1 to {MAX_PULL_LIMIT}, not {n}"
+                    )));
+                }
+                q.limit = n as usize;
+            }
+            _ => {
+                if n > MAX_PULL_WAIT_SECS {
+                    return Err(ApiError::query(format!(
+                        "wait must be from 0 to {MAX_PULL_WAIT_SECS} seconds, not {n}"
+                    )));
+                }
+                q.wait_secs = n;
+            }
+        }
+    }
+    Ok(q)
+}
+
+async fn pull(
+    State(state): State<Arc<HubState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_pull_query(query.as_deref())?;
+    if q.wait_secs > 0 {
+        let mut seq = state.ctx.log_seq.subscribe();
+        let mut stop = state.shutdown.clone();
+        if *seq.borrow_and_update() <= q.after {
+            tokio::select! {
+                _ = seq.wait_for(|&s| s > q.after) => {}
+                _ = tokio::time::sleep(Duration::from_secs(q.wait_secs)) => {}
+                _ = stop.wait_for(|&s| s) => {}
+            }
+        }
+    }
+    let (after, limit) = (q.after, q.limit);
+    let (ops, last_seq) = state
+        .db
+        .call(move |r| -> Result<_, StoreError> {
+            let last = r.store().last_seq()?;
+            if after > last {
+                return Ok((None, last));
+            }
+            Ok((Some(r.store().ops_after(after, limit)?), last))
+        })
+        .await
+        .map_err(|_| ApiError::shutting_down())?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_code::STORE,
+                format!("the hub cannot read its log: {e}"),
+            )
+        })?;
+    let Some(ops) = ops else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            error_code::CURSOR_AHEAD,
+            format!(
+                "the cursor {after} is beyond the hub's log, which ends at {last_seq}; the hub's database was replaced, so pull again from 0"
+            ),
+        ));
+    };
+    let next = ops.last().map_or(after, |l| l.seq);
+    let body = PullResponse {
+        more: next < last_seq,
+        next,
+        ops: ops.into_iter().map(|l| l.op).collect(),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn rpc(
+    State(state): State<Arc<HubState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, MAX_RPC_BYTES).await?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::json(&e, "JSON"))?;
+    let reply = match value {
+        Value::Array(items) if items.is_empty() => Some(
+            serde_json::to_value(heph_core::rpc::Response::err(
+                Value::Null,
+                heph_core::rpc::RpcError::new(
+                    heph_core::rpc::code::INVALID_REQUEST,
+                    "an empty batch is not a request",
+                ),
+            ))
+            .unwrap_or(Value::Null),
+        ),
+        Value::Array(items) => {
+            let mut replies = Vec::new();
+            for item in items {
+                if let Some(r) = crate::rpc::server::handle_request(&state.ctx, item, None).await {
+                    replies.push(r);
+                }
+            }
+            (!replies.is_empty()).then(|| serde_json::to_value(replies).unwrap_or(Value::Null))
+        }
+        single => crate::rpc::server::handle_request(&state.ctx, single, None)
+            .await
+            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null)),
+    };
+    Ok(match reply {
+        Some(v) => axum::Json(v).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(query: Option<&str>, expected: Result<(u64, usize, u64), &str>) {
+        match (parse_pull_query(query), expected) {
+            (Ok(q), Ok((after, limit, wait))) => {
+                assert_eq!(
+                    (q.after, q.limit, q.wait_secs),
+                    (after, limit, wait),
+                    "{query:?}"
+                )
+            }
+            (Err(e), Err(want)) => {
+                assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                assert!(e.message.contains(want), "{query:?}: {}", e.message)
+            }
+            (got, want) => panic!("{query:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn pull_queries() {
+        check(None, Ok((0, 1000, 0)));
+        check(Some(""), Ok((0, 1000, 0)));
+        check(Some("after=5&limit=10&wait=60"), Ok((5, 10, 60)));
+        check(Some("after=5&future=x"), Ok((5, 1000, 0)));
+        check(Some("limit=10000"), Ok((0, 10000, 0)));
+        check(
+            Some("after=-1"),
+            Err("after must be a non-negative whole number"),
+        );
+        check(
+            Some("after=abc"),
+            Err("after must be a non-negative whole number"),
+        );
+        check(Some("after="), Err("after must be"));
+        check(Some("after"), Err("after must be"));
+        check(Some("after=1.5"), Err("after must be"));
+        check(Some("after=99999999999999999999"), Err("after must be"));
+        check(Some("after=18446744073709551615"), Err("after must be"));
+        check(Some("limit=0"), Err("limit must be from 1 to 10000, not 0"));
+        check(Some("limit=10001"), Err("limit must be from 1 to 10000"));
+        check(Some("wait=61"), Err("wait must be from 0 to 60 seconds"));
+        check(
+            Some("after=1&after=2"),
+            Err("after is given more than once"),
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The spoke: a local replica that syncs with one hub (DESIGN §4).
+//!
+//! [`sync_loop`] runs rounds (pull until `more` is false, then push this
+//! replica's own ops), long-polls between them, syncs right after a local
+//! edit and backs off ([`backoff`]) when the hub fails. [`hub_client`] is its
+//! HTTP side. [`SyncHandle`] is what the RPC methods see: `sync.status` and
+//! `sync.now`. The per-hub cursors live in the replica's metadata, keyed by
+//! the normalized hub URL; nothing here serves HTTP.
+
+pub mod backoff;
+pub mod hub_client;
+pub mod sync_loop;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use heph_core::Store;
+use heph_core::rpc::{RpcError, SyncStatus, code};
+use heph_core::wire::HubUrl;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+pub use hub_client::{Cause, HubClient, SyncError};
+
+use crate::db::Db;
+use crate::events::Events;
+
+/// How long `sync.now` waits for its round.
+pub const SYNC_NOW_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The metadata keys holding one hub's cursors.
+#[derive(Debug, Clone)]
+pub struct CursorKeys {
+    /// The hub seq this replica has pulled up to.
+    pub pulled: String,
+    /// This replica's own seq it has pushed up to.
+    pub pushed: String,
+}
+
+impl CursorKeys {
+    /// The keys for the hub `origin` (a normalized hub URL).
+    pub fn new(origin: &str) -> Self {
+        Self {
+            pulled: format!("sync.pulled {origin}"),
+            pushed: format!("sync.pushed {origin}"),
+        }
+    }
+}
+
+/// The sync health a spoke remembers (in memory).
+#[derive(Debug, Clone, Default)]
+struct Health {
+    last_success_ms: Option<u64>,
+    last_error: Option<(String, Option<String>)>,
+    failures: u32,
+}
+
+/// A reply to a waiting `sync.now`: the round's error sentence and hint.
+type RoundReply = Result<(), (String, Option<String>)>;
+
+/// What the RPC methods hold of the sync loop. Cheap to clone.
+#[derive(Clone)]
+pub struct SyncHandle {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    hub: HubUrl,
+    db: Db,
+    events: Events,
+    health: Mutex<Health>,
+    now: mpsc::Sender<oneshot::Sender<RoundReply>>,
+}
+
+impl SyncHandle {
+    /// A handle and the receiving end of `sync.now` requests (for the loop).
+    pub fn new(
+        hub: HubUrl,
+        db: Db,
+        events: Events,
+    ) -> (Self, mpsc::Receiver<oneshot::Sender<RoundReply>>) {
+        let (now, rx) = mpsc::channel(64);
+        let handle = Self {
+            inner: Arc::new(Shared {
+                hub,
+                db,
+                events,
+                health: Mutex::new(Health::default()),
+                now,
+            }),
+        };
+        (handle, rx)
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &HubUrl {
+        &self.inner.hub
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a successful round; publishes `status` when health changed.
+    pub(crate) fn succeeded(&self, now_ms: u64) {
+        let changed = {
+            let mut h = self.health();
+            let changed = h.last_error.is_some() || h.last_success_ms.is_none();
+            h.last_success_ms = Some(now_ms);
+            h.last_error = None;
+            h.failures = 0;
+            changed
+        };
+        if changed {
+            self.inner.events.status();
+        }
+    }
+
+    /// Records a failed round; publishes `status` when health changed.
+    pub(crate) fn failed(&self, err: &SyncError) {
+        let text = err.to_string();
+        let hint = err.hint(self.inner.hub.as_str());
+        let changed = {
+            let mut h = self.health();
+            h.failures = h.failures.saturating_add(1);
+            let changed = h.last_error.as_ref().map(|(t, _)| t) != Some(&text);
+            h.last_error = Some((text, hint));
+            changed
+        };
+        if changed {
+            self.inner.events.status();
+        }
+    }
+
+    /// The answer of `sync.status`.
+    pub async fn status(&self) -> SyncStatus {
+        let origin = self.inner.hub.to_string();
+        let keys = CursorKeys::new(&origin);
+        let counts = self
+            .inner
+            .db
+            .call(
+                move |r| -> Result<(u64, Option<u64>), heph_core::StoreError> {
+                    let store = r.store();
+                    let pushed = store
+                        .meta(&keys.pushed)?
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let pulled = store.meta(&keys.pulled)?.and_then(|v| v.parse().ok());
+                    Ok((store.count_outgoing(pushed, &origin)?, pulled))
+                },
+            )
+            .await;
+        let h = self.health().clone();
+        let hub = self.inner.hub.to_string();
+        let (pending_ops, hub_seq, store_error) = match counts {
+            Ok(Ok((pending, pulled))) => (pending, pulled, None),
+            Ok(Err(e)) => (0, None, Some(e.to_string())),
+            Err(_) => (0, None, Some("the daemon is shutting down".to_owned())),
+        };
+        let (message, last_error, hint) = match (&h.last_error, h.last_success_ms) {
+            (Some((err, hint)), _) => (
+                format!(
+                    "sync with {hub} is failing ({} attempt{} in a row); changes stay local and are sent once it works again",
+                    h.failures,
+                    if h.failures == 1 { "" } else { "s" }
+                ),
+                Some(err.clone()),
+                hint.clone(),
+            ),
+            (None, Some(_)) if pending_ops == 0 => (format!("in sync with {hub}"), None, None),
+            (None, Some(_)) => (
+                format!("syncing with {hub}: {pending_ops} local ops still to send"),
+                None,
+                None,
+            ),
+            (None, None) => (
+                format!(
+                    "not synced with {hub} since the daemon started; the first round is under way"
+                ),
+                None,
+                None,
+            ),
+        };
+        SyncStatus {
+            configured: true,
+            hub_url: Some(hub),
+            last_success_ms: h.last_success_ms,
+            pending_ops,
+            hub_seq,
+            last_error: last_error.or(store_error),
+            message,
+            hint,
+        }
+    }
+
+    /// `sync.now`: runs a round at once (interrupting a backoff) and waits for it.
+    pub async fn sync_now(&self) -> Result<SyncStatus, RpcError> {
+        let (tx, rx) = oneshot::channel();
+        let shutting_down = || {
+            RpcError::new(
+                code::SHUTTING_DOWN,
+                "the daemon is shutting down; try again once it has restarted",
+            )
+        };
+        self.inner.now.send(tx).await.map_err(|_| shutting_down())?;
+        match tokio::time::timeout(SYNC_NOW_TIMEOUT, rx).await {
+            Err(_) => Err(RpcError::new(
+                code::HUB,
+                format!(
+                    "the sync round with {} did not finish within {} s; it goes on in the background",
+                    self.inner.hub,
+                    SYNC_NOW_TIMEOUT.as_secs()
+                ),
+            )),
+            Ok(Err(_)) => Err(shutting_down()),
+            Ok(Ok(Err((message, hint)))) => {
+                Err(RpcError::new(code::HUB, message).with_data(json!({"hint": hint})))
+            }
+            Ok(Ok(Ok(()))) => Ok(self.status().await),
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The spoke's sync loop: rounds, long polls, backoff (DESIGN §4).
+//!
+//! One round pulls until the hub says `more: false`, then pushes this
+//! replica's own ops after the `pushed` cursor in batches, skipping ops that
+//! came from this hub. Every step is safe to interrupt: pulled ops and the
+//! `pulled` cursor commit in one transaction, and `pushed` moves only after
+//! the hub acknowledged the batch (a re-sent batch is all duplicates).
+//! Between rounds the loop long-polls the hub, and a local edit or
+//! `sync.now` starts a round at once. It owns no HTTP server and no socket.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use heph_core::wire::{MAX_PULL_LIMIT, MAX_PUSH_BYTES, MAX_PUSH_OPS, PullResponse};
+use heph_core::{Outgoing, ReplicaError, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::backoff::{Backoff, random_unit};
+use super::{CursorKeys, HubClient, RoundReply, SyncError, SyncHandle};
+use crate::db::{Db, SystemClock};
+use crate::rpc::methods::Context;
+use heph_core::hlc::Clock;
+
+/// How long one long poll asks the hub to hold the request.
+pub const LONG_POLL_SECS: u64 = 30;
+
+/// Room left in a push body for the envelope.
+const ENVELOPE: usize = 64;
+
+/// Aborts a spawned task when dropped (an unused prefetch).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The loop's state.
+pub struct SyncLoop {
+    ctx: Arc<Context>,
+    db: Db,
+    client: HubClient,
+    handle: SyncHandle,
+    origin: String,
+    keys: CursorKeys,
+}
+
+fn local(what: &'static str) -> impl Fn(ReplicaError) -> SyncError {
+    move |e| match e {
+        ReplicaError::Clock(c) => SyncError::Local {
+            what: "accept the hub's ops because of the clock",
+            reason: c.to_string(),
+        },
+        ReplicaError::Store(StoreError::BatchRefused {
+            refusal: heph_core::Refusal::ClockSkew(c),
+            ..
+        }) => SyncError::Local {
+            what: "accept the hub's ops because of the clock",
+            reason: c.to_string(),
+        },
+        other => SyncError::Local {
+            what,
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn store(what: &'static str) -> impl Fn(StoreError) -> SyncError {
+    move |e| SyncError::Local {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// Encodes as many of `out`'s ops as fit one push body. Returns the body
+/// (`None` when there is no op) and the seq the push cursor may move to once
+/// the hub accepted it.
+pub fn encode_batch(out: &Outgoing, after: u64) -> (Option<Vec<u8>>, u64) {
+    if out.ops.is_empty() {
+        return (None, out.scanned_to.max(after));
+    }
+    let mut body = Vec::with_capacity(64 * out.ops.len());
+    body.extend_from_slice(b"{\"ops\":[");
+    let mut upto = out.scanned_to;
+    for (i, logged) in out.ops.iter().enumerate() {
+        let Ok(text) = serde_json::to_vec(&logged.op) else {
+            continue;
+        };
+        if i > 0 && body.len() + text.len() + 1 + ENVELOPE > MAX_PUSH_BYTES {
+            // The previous op is the last that fits.
+            upto = out.ops[i - 1].seq;
+            break;
+        }
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&text);
+    }
+    body.extend_from_slice(b"]}");
+    (Some(body), upto)
+}
+
+impl SyncLoop {
+    /// A loop for the hub `client` talks to.
+    pub fn new(ctx: Arc<Context>, db: Db, client: HubClient, handle: SyncHandle) -> Self {
+        let origin = client.hub().to_string();
+        let keys = CursorKeys::new(&origin);
+        Self {
+            ctx,
+            db,
+            client,
+            handle,
+            origin,
+            keys,
+        }
+    }
+
+    async fn cursors(&self) -> Result<(u64, u64), SyncError> {
+        let keys = self.keys.clone();
+        self.db
+            .call(move |r| -> Result<(u64, u64), StoreError> {
+                let get = |k: &str| -> Result<u64, StoreError> {
+                    Ok(r.store().meta(k)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+                };
+                Ok((get(&keys.pulled)?, get(&keys.pushed)?))
+            })
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?
+            .map_err(store("read its sync cursors"))
+    }
+
+    /// Applies one pulled page and moves `pulled` in the same transaction.
+    async fn apply_page(&self, page: PullResponse, after: u64) -> Result<u64, SyncError> {
+        if page.next < after {
+            return Err(SyncError::BadResponse {
+                url: self.origin.clone(),
+                reason: format!("the pull cursor went back from {after} to {}", page.next),
+            });
+        }
+        if page.ops.is_empty() && page.next == after {
+            return Ok(after);
+        }
+        let origin = self.origin.clone();
+        let key = self.keys.pulled.clone();
+        let next = page.next;
+        let ops = page.ops;
+        let (nodes, last_seq) = self
+            .db
+            .call(move |r| -> Result<(BTreeSet<_>, u64), ReplicaError> {
+                let outcomes = r.receive_from(&ops, Some(&origin), &[(&key, &next.to_string())])?;
+                let nodes = ops
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| matches!(o, heph_core::Outcome::Applied))
+                    .map(|(op, _)| op.node)
+                    .collect();
+                Ok((nodes, r.store().last_seq()?))
+            })
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?
+            .map_err(local("apply the ops pulled from the hub"))?;
+        self.ctx.committed(nodes, last_seq);
+        Ok(next)
+    }
+
+    async fn set_cursor(&self, key: String, value: u64) -> Result<(), SyncError> {
+        self.db
+            .call(move |r| r.set_meta(&[(&key, &value.to_string())]))
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?
+            .map_err(store("save its sync cursor"))
+    }
+
+    /// Pulls until `more` is false, fetching the next page while the
+    /// current one is applied.
+    async fn pull_all(&self, mut pulled: u64) -> Result<u64, SyncError> {
+        let fetch = |after: u64| {
+            let client = self.client.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                client.pull(after, MAX_PULL_LIMIT, 0).await
+            }))
+        };
+        let mut next = Some(fetch(pulled));
+        while let Some(mut task) = next.take() {
+            let page = (&mut task.0).await.map_err(|_| SyncError::ShuttingDown)??;
+            if page.more {
+                next = Some(fetch(page.next));
+            }
+            pulled = self.apply_page(page, pulled).await?;
+        }
+        Ok(pulled)
+    }
+
+    /// Pushes this replica's own ops after `pushed`, in batches.
+    async fn push_all(&self, mut pushed: u64) -> Result<u64, SyncError> {
+        loop {
+            let origin = self.origin.clone();
+            let out = self
+                .db
+                .call(move |r| r.store().outgoing(pushed, MAX_PUSH_OPS, &origin))
+                .await
+                .map_err(|_| SyncError::ShuttingDown)?
+                .map_err(store("read its own ops to push"))?;
+            if out.ops.is_empty() && out.scanned_to <= pushed {
+                return Ok(pushed);
+            }
+            let (body, upto) = encode_batch(&out, pushed);
+            if let Some(body) = body {
+                let reply = self.client.push_encoded(body).await?;
+                tracing::debug!(
+                    accepted = reply.accepted,
+                    duplicates = reply.duplicates,
+                    "pushed"
+                );
+            }
+            self.set_cursor(self.keys.pushed.clone(), upto).await?;
+            pushed = upto;
+        }
+    }
+
+    /// One round: pull everything, then push everything.
+    pub async fn round(&self) -> Result<(), SyncError> {
+        let (pulled, pushed) = self.cursors().await?;
+        match self.pull_all(pulled).await {
+            Err(e) if e.is_cursor_ahead() => {
+                // The hub's log is shorter than our cursor: its database was
+                // replaced. Start over; duplicates make re-sending harmless.
+                tracing::warn!(hub = %self.origin, "the hub's log is behind this spoke's cursor (was its database replaced?); pulling and pushing everything again");
+                self.set_cursor(self.keys.pulled.clone(), 0).await?;
+                self.set_cursor(self.keys.pushed.clone(), 0).await?;
+                self.pull_all(0).await?;
+                self.push_all(0).await?;
+                return Ok(());
+            }
+            other => {
+                other?;
+            }
+        }
+        self.push_all(pushed).await?;
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(
+        self,
+        mut now_rx: mpsc::Receiver<oneshot::Sender<RoundReply>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut backoff = Backoff::new();
+        let mut waiters: Vec<oneshot::Sender<RoundReply>> = Vec::new();
+        loop {
+            // Requests that arrived before this round starts are answered by it.
+            while let Ok(w) = now_rx.try_recv() {
+                waiters.push(w);
+            }
+            let result = tokio::select! {
+                r = self.round() => r,
+                _ = shutdown.wait_for(|&s| s) => return,
+            };
+            let result = match result {
+                Ok(()) => {
+                    backoff.reset();
+                    self.handle.succeeded(SystemClock.now_ms());
+                    for w in waiters.drain(..) {
+                        let _ = w.send(Ok(()));
+                    }
+                    // Idle: long-poll until something happens.
+                    tokio::select! {
+                        r = self.long_poll() => r,
+                        _ = self.ctx.local_edit.notified() => Ok(()),
+                        Some(w) = now_rx.recv() => { waiters.push(w); Ok(()) }
+                        _ = shutdown.wait_for(|&s| s) => return,
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let Err(e) = result else { continue };
+            if matches!(e, SyncError::ShuttingDown) {
+                return;
+            }
+            tracing::warn!(hub = %self.origin, error = %e, "sync failed");
+            self.handle.failed(&e);
+            let reply = (e.to_string(), e.hint(&self.origin));
+            for w in waiters.drain(..) {
+                let _ = w.send(Err(reply.clone()));
+            }
+            let delay = backoff.fail(random_unit());
+            tracing::info!(hub = %self.origin, retry_in_ms = delay.as_millis() as u64, "backing off");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                Some(w) = now_rx.recv() => waiters.push(w),
+                _ = shutdown.wait_for(|&s| s) => return,
+            }
+        }
+    }
+
+    /// One long poll; applies what it brings.
+    async fn long_poll(&self) -> Result<(), SyncError> {
+        let (pulled, _) = self.cursors().await?;
+        let page = self
+            .client
+            .pull(pulled, MAX_PULL_LIMIT, LONG_POLL_SECS)
+            .await?;
+        self.apply_page(page, pulled).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heph_core::LoggedOp;
+    use heph_core::store::conformance::op;
+    use serde_json::json;
+
+    fn logged(seq: u64, size: usize) -> LoggedOp {
+        LoggedOp {
+            seq,
+            op: op(1000 + seq, 0, 1, 1, "body", json!("x".repeat(size))),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_cut_to_fit_the_push_limit() {
+        let out = Outgoing {
+            ops: (1..=20).map(|s| logged(s, 1024 * 1024 - 200)).collect(),
+            scanned_to: 25,
+        };
+        let (body, upto) = encode_batch(&out, 0);
+        let body = body.unwrap();
+        assert!(body.len() <= MAX_PUSH_BYTES);
+        let parsed: heph_core::wire::PushRequest = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed.ops.len() as u64, upto);
+        assert!((7..20).contains(&upto), "{upto}");
+
+        let small = Outgoing {
+            ops: vec![logged(3, 10), logged(5, 10)],
+            scanned_to: 9,
+        };
+        let (body, upto) = encode_batch(&small, 2);
+        assert_eq!(
+            upto, 9,
+            "everything fit, so the cursor passes skipped ops too"
+        );
+        let parsed: heph_core::wire::PushRequest = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert_eq!(parsed.ops.len(), 2);
+
+        let none = Outgoing {
+            ops: vec![],
+            scanned_to: 12,
+        };
+        assert_eq!(encode_batch(&none, 4), (None, 12));
+    }
+}
