@@ -13,6 +13,23 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+/// The path of a workspace binary (`heph`, `hephd`, `heph-tui`) built by
+/// the same `cargo test --workspace` run: it sits beside this test's `deps/`.
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(format!("CARGO_BIN_EXE_{name}")) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the suite with `cargo test --workspace` (it builds every binary)",
+        path.display()
+    );
+    path
+}
+
 /// Polls `f` every 20 ms for up to `limit`; panics with `what` when it never holds.
 pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -59,14 +76,14 @@ impl TestEnv {
 
     /// A command for one of the workspace binaries, in this environment.
     pub fn command(&self, bin: &str) -> Command {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin(bin));
+        let mut cmd = Command::new(self::bin(bin));
         for (k, _) in std::env::vars() {
             if k.starts_with("HEPH_") || k.starts_with("XDG_") {
                 cmd.env_remove(k);
             }
         }
         cmd.envs(self.vars());
-        cmd.env("HEPH_HEPHD", assert_cmd::cargo::cargo_bin("hephd"));
+        cmd.env("HEPH_HEPHD", self::bin("hephd"));
         cmd
     }
 
@@ -248,4 +265,83 @@ impl Client {
             None => panic!("{method} unexpectedly succeeded: {v}"),
         }
     }
+}
+
+/// The address line a hub logs once it listens.
+const LISTENING: &str = "hub listening on http://";
+
+impl TestEnv {
+    /// Starts a hub (`--mode server --insecure-no-auth`) on 127.0.0.1: on
+    /// `port`, or on a free port the kernel picks (read back from its log).
+    /// Returns the daemon and its port.
+    pub fn start_hub(&self, port: Option<u16>) -> (Daemon, u16) {
+        let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
+        let before = std::fs::read_to_string(self.path().join("hephd.log"))
+            .map(|t| t.len())
+            .unwrap_or(0);
+        let d = self.start_daemon_with(&[
+            "--mode",
+            "server",
+            "--insecure-no-auth",
+            "--listen",
+            &listen,
+        ]);
+        let mut found = None;
+        wait_until(
+            "the hub's listening address",
+            Duration::from_secs(20),
+            || {
+                let text = d.log_text();
+                found = text[before.min(text.len())..]
+                    .lines()
+                    .filter_map(|l| l.split(LISTENING).nth(1))
+                    .filter_map(|rest| rest.split(':').nth(1))
+                    .filter_map(|p| p.trim().parse::<u16>().ok())
+                    .last();
+                found.is_some()
+            },
+        );
+        let port = found.unwrap();
+        wait_until("the hub's /healthz", Duration::from_secs(20), || {
+            http(port, "GET", "/healthz", &[], b"").map(|r| r.0) == Some(200)
+        });
+        (d, port)
+    }
+
+    /// Starts a spoke of the hub on `port`.
+    pub fn start_spoke(&self, port: u16) -> Daemon {
+        self.start_daemon_with(&["--hub-url", &format!("http://127.0.0.1:{port}")])
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` with `Connection: close`.
+/// Returns the status and the body parsed as JSON (`Null` when empty or not
+/// JSON); `None` when the connection failed.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, Value)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(90))).ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    // The hub may answer (413) and close before the whole body is sent.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }

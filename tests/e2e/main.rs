@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `hephd` and `heph` binaries over real sockets,
 //! each test in its own temporary home.
 
+mod cli;
 mod daemon;
 mod harness;
+mod tui;

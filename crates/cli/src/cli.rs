@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{add, daemon, done, edit, link, list, note, rm, show, tag, tags};
+use crate::commands::{add, daemon, demo, done, edit, link, list, note, rm, show, tag, tags};
 use crate::exit::EXIT_CODES_HELP;
 
 /// Tasks and notes that live on your machine: the Hephaestus command line.
@@ -85,6 +85,8 @@ pub enum Command {
     Tags(tags::Args),
     /// Start, stop and install the heph daemon (hephd)
     Daemon(daemon::Args),
+    /// Run a short, self-contained demo in a temporary directory
+    Demo(demo::Args),
 }
 
 #[cfg(test)]

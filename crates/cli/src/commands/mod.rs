@@ -9,6 +9,7 @@
 
 pub mod add;
 pub mod daemon;
+pub mod demo;
 pub mod done;
 pub mod edit;
 pub mod link;
@@ -44,6 +45,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Link(args) => link::run(ctx, args),
         Command::Tags(args) => tags::run(ctx, args),
         Command::Daemon(args) => daemon::run(ctx, args),
+        Command::Demo(args) => demo::run(ctx, args),
     }
 }
 
