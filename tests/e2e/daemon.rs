@@ -465,3 +465,23 @@ fn print_config_shows_sources() {
     assert!(text.contains("log_format = \"json\""), "{text}");
     assert!(text.contains("config file"), "{text}");
 }
+
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let env = TestEnv::new();
+    let mut d = env.start_daemon_with(&["--log-format", "json"]);
+    env.client().ok("node.create", json!({"title": "logged"}));
+    assert!(d.stop().success());
+    let text = d.log_text();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{text}");
+    for line in lines {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
+    assert!(!text.contains("logged"), "a node title reached the log");
+}
