@@ -71,7 +71,7 @@ fn item_line(
         .as_deref()
         .map(|d| relative(d, &app.now))
         .unwrap_or_default();
-    let tags = if width >= 60 && !node.tags.is_empty() {
+    let tags = if width >= 50 && !node.tags.is_empty() {
         let all: Vec<String> = node.tags.iter().map(|t| format!("+{t}")).collect();
         truncate(&all.join(" "), (width / 5).max(8))
     } else {
@@ -80,7 +80,7 @@ fn item_line(
     // " [ ] !!! " then the title, then "  tags  due  id "
     let left = 9;
     // The due column is right-aligned to a fixed width so dates line up.
-    let due = if due.is_empty() || width < 60 {
+    let due = if due.is_empty() || width < 50 {
         due
     } else {
         format!("{due:>DUE_WIDTH$}")

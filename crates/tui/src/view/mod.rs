@@ -30,6 +30,9 @@ use crate::input::HINTS;
 use heph_core::Kind;
 use theme::Theme;
 
+/// The detail pane's least width beside the list: a label and a whole id.
+const DETAIL_MIN: u16 = 50;
+
 /// Draws the whole screen.
 pub fn render(frame: &mut Frame, app: &App) {
     let theme = Theme { color: app.color };
@@ -44,9 +47,10 @@ pub fn render(frame: &mut Frame, app: &App) {
     if app.detail_open {
         detail::render(frame, main, app, false, theme);
     } else if app.wide() {
+        // Two fifths for the detail, but room for a whole id line in it.
+        let detail_width = (main.width * 2 / 5).max(DETAIL_MIN).min(main.width);
         let [left, right] =
-            Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)])
-                .areas(main);
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(detail_width)]).areas(main);
         list::render(frame, left, app, theme);
         detail::render(frame, right, app, true, theme);
     } else {
