@@ -297,7 +297,7 @@ impl TestEnv {
                     .filter_map(|l| l.split(LISTENING).nth(1))
                     .filter_map(|rest| rest.split(':').nth(1))
                     .filter_map(|p| p.trim().parse::<u16>().ok())
-                    .last();
+                    .next_back();
                 found.is_some()
             },
         );

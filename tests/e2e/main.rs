@@ -4,4 +4,5 @@
 mod cli;
 mod daemon;
 mod harness;
+mod sync;
 mod tui;

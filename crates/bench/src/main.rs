@@ -8,17 +8,22 @@
 mod apply;
 mod report;
 mod rpc;
+mod sync;
 mod workload;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: heph-bench <apply|rpc|all> [--ops N] [--runs N]
+const USAGE: &str = "usage: heph-bench <apply|rpc|sync|all> [--ops N] [--runs N]
 
 benchmarks:
   apply   DESIGN §9 rows 1-2: fresh apply of 100,000 ops vs a bare SQLite insert,
           and re-applying them (all duplicates) vs the fresh apply
   rpc     node.create over hephd's unix socket vs a direct core apply of one op
           per transaction; and the latency of one create (p50, p99)
+  sync    hub and spokes as real hephd processes over loopback: incremental round
+          (1,000,000 vs 1,000 ops), bootstrap of 1,000,000 ops vs a local apply,
+          propagation A->B (p50, p99), hub RSS with 1,000 idle long polls, idle spoke RSS
+          (needs the release hephd beside heph-bench)
   all     every benchmark above";
 
 /// Options shared by the benchmarks.
@@ -71,8 +76,10 @@ fn main() -> ExitCode {
     let results = match name.as_str() {
         "apply" => apply::run(&opts),
         "rpc" => rpc::run(&opts),
+        "sync" => sync::run(&opts),
         "all" => apply::run(&opts).and_then(|mut lines| {
             lines.extend(rpc::run(&opts)?);
+            lines.extend(sync::run(&opts)?);
             Ok(lines)
         }),
         other => {

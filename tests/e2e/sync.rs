@@ -1,0 +1,972 @@
+//! Hub and spokes as real processes over loopback (DESIGN §4): convergence,
+//! the late-arriving op, paging, crashes (kill -9 of spokes and of the hub
+//! mid-transfer), a stopped hub, truncated connections, client mode, every
+//! bad HTTP request, and a bounded randomized test with crashes.
+//!
+//! Every wait is a bounded poll; replicas are compared through their store
+//! files after the daemons stopped: the same registers, the same set of op
+//! HLCs, and no HLC logged twice.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use heph_core::store::OpenOptions;
+use heph_core::{Hlc, NodeId, Op, ReplicaId, SqliteStore, Store};
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Daemon, TestEnv, http, wait_until};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A small deterministic generator (xorshift) for test data and choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Writes `n` valid ops (tasks of four fields each) into the database at
+/// `db`, as local ops of a replica numbered `replica`, stamped in the past.
+fn seed_ops(db: &Path, n: usize, replica: u8) {
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let mut store = SqliteStore::open(db, &OpenOptions::default()).unwrap();
+    let start = now_ms() - 3_600_000;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(replica));
+    let mut ops = Vec::with_capacity(n);
+    let mut node = NodeId::from_random_bytes([0; 16]);
+    for i in 0..n {
+        if i % 4 == 0 {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&rng.next().to_le_bytes());
+            b[8..].copy_from_slice(&rng.next().to_le_bytes());
+            node = NodeId::from_random_bytes(b);
+        }
+        let (field, value) = match i % 4 {
+            0 => ("kind", json!("task")),
+            1 => ("title", json!(format!("seeded {replica}/{i}"))),
+            2 => ("status", json!("todo")),
+            _ => ("priority", json!("low")),
+        };
+        ops.push(Op {
+            hlc: Hlc {
+                wall_ms: start + i as u64 / 16,
+                counter: (i % 16) as u16,
+                replica: ReplicaId([replica; 16]),
+            },
+            node,
+            field: field.into(),
+            value,
+        });
+    }
+    for chunk in ops.chunks(10_000) {
+        store.apply_batch(chunk).unwrap();
+    }
+}
+
+fn ops(c: &mut Client) -> u64 {
+    c.ok("daemon.info", json!({}))["ops"].as_u64().unwrap()
+}
+
+/// Ops in a daemon's log, or `None` while it does not answer.
+fn try_ops(env: &TestEnv) -> Option<u64> {
+    let mut c = Client::connect(&env.socket).ok()?;
+    c.try_call("daemon.info", json!({}))?["result"]["ops"].as_u64()
+}
+
+fn nodes(c: &mut Client) -> Value {
+    c.ok("node.list", json!({"include_deleted": true}))["nodes"].clone()
+}
+
+/// Waits until every env's daemon holds `expected` ops (when given) and
+/// they all list the same nodes.
+fn wait_converged(envs: &[&TestEnv], expected: Option<u64>) {
+    let mut last = String::new();
+    wait_until("all replicas to converge", CONVERGE, || {
+        let mut views = Vec::new();
+        let mut counts = Vec::new();
+        for env in envs {
+            let Ok(mut c) = Client::connect(&env.socket) else {
+                return false;
+            };
+            counts.push(ops(&mut c));
+            views.push(nodes(&mut c));
+        }
+        last = format!("op counts {counts:?}");
+        counts.windows(2).all(|w| w[0] == w[1])
+            && expected.is_none_or(|n| counts[0] == n)
+            && views.windows(2).all(|w| w[0] == w[1])
+    });
+    let _ = last;
+}
+
+/// What a store file holds: registers and the set of logged HLCs. Panics
+/// when an HLC is logged twice.
+fn store_state(db: &Path) -> (Vec<heph_core::Register>, BTreeSet<Hlc>) {
+    let store = SqliteStore::open(db, &OpenOptions::default()).unwrap();
+    let logged = store.ops_after(0, usize::MAX).unwrap();
+    let hlcs: BTreeSet<Hlc> = logged.iter().map(|l| l.op.hlc).collect();
+    assert_eq!(
+        hlcs.len(),
+        logged.len(),
+        "an op is logged twice in {}",
+        db.display()
+    );
+    assert_eq!(store.op_count().unwrap(), logged.len() as u64);
+    (store.registers().unwrap(), hlcs)
+}
+
+/// Stops every daemon, then checks that all store files hold the same
+/// registers and the same ops, none twice.
+fn assert_same_stores(daemons: &mut [Daemon], envs: &[&TestEnv], expected_ops: Option<usize>) {
+    for d in daemons.iter_mut() {
+        assert!(
+            d.stop().success(),
+            "a daemon did not stop cleanly:\n{}",
+            d.log_text()
+        );
+    }
+    let first = store_state(&envs[0].db);
+    if let Some(n) = expected_ops {
+        assert_eq!(first.1.len(), n, "ops lost or invented");
+    }
+    for env in &envs[1..] {
+        let other = store_state(&env.db);
+        assert_eq!(
+            other.1,
+            first.1,
+            "logs differ: {} vs {}",
+            env.db.display(),
+            envs[0].db.display()
+        );
+        assert_eq!(other.0, first.0, "registers differ");
+    }
+}
+
+fn sync_status(env: &TestEnv) -> Value {
+    env.client().ok("sync.status", json!({}))
+}
+
+#[test]
+fn three_spokes_and_a_hub_converge_after_concurrent_edits_of_the_same_tasks() {
+    let hub_env = TestEnv::new();
+    let (hub, port) = hub_env.start_hub(None);
+    let envs: Vec<TestEnv> = (0..3).map(|_| TestEnv::new()).collect();
+    let spokes: Vec<Daemon> = envs.iter().map(|e| e.start_spoke(port)).collect();
+    let mut a = envs[0].client();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            a.ok("node.create", json!({"title": format!("shared {i}")}))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for env in &envs[1..] {
+        wait_until("the shared tasks to reach every spoke", CONVERGE, || {
+            nodes(&mut env.client()).as_array().unwrap().len() == 3
+        });
+    }
+    // Every spoke edits the same tasks at the same time, from its own thread.
+    std::thread::scope(|s| {
+        for (n, env) in envs.iter().enumerate() {
+            let ids = &ids;
+            s.spawn(move || {
+                let mut c = env.client();
+                for round in 0..10 {
+                    for id in ids {
+                        c.ok(
+                            "node.update",
+                            json!({"id": id, "set": {"title": format!("spoke {n} round {round}"), "priority": (["low", "medium", "high"][n])}}),
+                        );
+                        c.ok("node.tag", json!({"id": id, "add": [format!("s{n}")], "remove": [format!("s{}", (n + 1) % 3)]}));
+                    }
+                }
+            });
+        }
+    });
+    let all: Vec<&TestEnv> = std::iter::once(&hub_env).chain(envs.iter()).collect();
+    wait_converged(&all, None);
+    for env in &envs {
+        let st = sync_status(env);
+        assert_eq!(st["pending_ops"], 0, "{st}");
+        assert_eq!(st["last_error"], Value::Null, "{st}");
+        assert!(st["last_success_ms"].as_u64().is_some(), "{st}");
+    }
+    let mut daemons: Vec<Daemon> = spokes;
+    daemons.push(hub);
+    assert_same_stores(&mut daemons, &all, Some(9 + 3 * 10 * 3 * 4));
+}
+
+/// DESIGN §4: B was offline and pushes ops stamped *earlier* than ops A
+/// has already pulled past. A pull by HLC would never return them; by hub
+/// seq it does.
+#[test]
+fn a_late_arriving_op_with_an_older_hlc_still_reaches_every_spoke() {
+    let b_env = TestEnv::new();
+    // B edits while offline (no hub yet): these ops carry the older HLCs.
+    let mut b = b_env.start_daemon();
+    let late = b_env
+        .client()
+        .ok("node.create", json!({"title": "written offline, long ago"}));
+    let late_hlc: Hlc = late["updated"].as_str().unwrap().parse().unwrap();
+    b.stop();
+
+    let hub_env = TestEnv::new();
+    let (hub, port) = hub_env.start_hub(None);
+    let a_env = TestEnv::new();
+    let a = a_env.start_spoke(port);
+    let newer = a_env
+        .client()
+        .ok("node.create", json!({"title": "written later"}));
+    let newer_hlc: Hlc = newer["updated"].as_str().unwrap().parse().unwrap();
+    assert!(late_hlc < newer_hlc);
+    wait_until("A's op to reach the hub", CONVERGE, || {
+        try_ops(&hub_env) == Some(3)
+    });
+    let st = a_env.client().ok("sync.now", json!({}));
+    assert_eq!(st["hub_seq"], 3, "{st}");
+
+    // B comes online and pushes its older ops; A must still get them.
+    let b = b_env.start_spoke(port);
+    wait_until("B's late ops to reach A", CONVERGE, || {
+        a_env
+            .client()
+            .call("node.get", json!({"id": late["id"]}))
+            .get("result")
+            .is_some()
+    });
+    let got = a_env.client().ok("node.get", json!({"id": late["id"]}));
+    assert_eq!(got["title"], "written offline, long ago");
+    wait_converged(&[&hub_env, &a_env, &b_env], Some(6));
+    assert_same_stores(&mut [a, b, hub], &[&hub_env, &a_env, &b_env], Some(6));
+}
+
+#[test]
+fn a_spoke_offline_for_thousands_of_ops_catches_up_through_paging() {
+    const N: usize = 24_000;
+    let a_env = TestEnv::new();
+    seed_ops(&a_env.db, N, 0xa1);
+    let hub_env = TestEnv::new();
+    let (hub, port) = hub_env.start_hub(None);
+    // A pushes 24,000 ops: five batches of at most 5,000.
+    let a = a_env.start_spoke(port);
+    wait_until("A's ops to reach the hub", CONVERGE, || {
+        try_ops(&hub_env) == Some(N as u64)
+    });
+    // The hub pages: 1,000 by default, `more` until the end.
+    let (status, page) = http(port, "GET", "/sync/pull?after=0", &[], b"").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(page["ops"].as_array().unwrap().len(), 1000);
+    assert_eq!(
+        (page["next"].as_u64(), page["more"].as_bool()),
+        (Some(1000), Some(true))
+    );
+    let (_, last) = http(
+        port,
+        "GET",
+        &format!("/sync/pull?after={}&limit=10", N - 3),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (last["next"].as_u64(), last["more"].as_bool()),
+        (Some(N as u64), Some(false))
+    );
+    // B, new, pulls them all in pages of 10,000.
+    let b_env = TestEnv::new();
+    let b = b_env.start_spoke(port);
+    wait_converged(&[&hub_env, &a_env, &b_env], Some(N as u64));
+    let st = sync_status(&b_env);
+    assert_eq!(st["hub_seq"], N as u64, "{st}");
+    assert_eq!(sync_status(&a_env)["pending_ops"], 0);
+    assert_same_stores(&mut [a, b, hub], &[&hub_env, &a_env, &b_env], Some(N));
+}
+
+#[test]
+fn kill_9_of_a_spoke_mid_push_loses_and_duplicates_nothing() {
+    const N: usize = 40_000;
+    let a_env = TestEnv::new();
+    seed_ops(&a_env.db, N, 0xb2);
+    let hub_env = TestEnv::new();
+    let (hub, port) = hub_env.start_hub(None);
+    let mut a = a_env.start_spoke(port);
+    wait_until("the push to start", CONVERGE, || {
+        try_ops(&hub_env).is_some_and(|n| n > 0)
+    });
+    a.kill9();
+    let partial = try_ops(&hub_env).unwrap();
+    let a = a_env.start_spoke(port);
+    wait_converged(&[&hub_env, &a_env], Some(N as u64));
+    assert!(partial <= N as u64);
+    assert_same_stores(&mut [a, hub], &[&hub_env, &a_env], Some(N));
+}
+
+#[test]
+fn kill_9_of_a_spoke_mid_pull_loses_and_duplicates_nothing() {
+    const N: usize = 40_000;
+    let hub_env = TestEnv::new();
+    seed_ops(&hub_env.db, N, 0xc3);
+    let (hub, port) = hub_env.start_hub(None);
+    let b_env = TestEnv::new();
+    let mut b = b_env.start_spoke(port);
+    let mut seen = 0;
+    wait_until("the pull to start", CONVERGE, || {
+        seen = try_ops(&b_env).unwrap_or(0);
+        seen > 0
+    });
+    b.kill9();
+    let b = b_env.start_spoke(port);
+    wait_converged(&[&hub_env, &b_env], Some(N as u64));
+    let st = sync_status(&b_env);
+    assert_eq!(st["hub_seq"], N as u64, "{st}");
+    // Nothing pulled goes back to the hub.
+    assert_eq!(st["pending_ops"], 0, "{st}");
+    assert_same_stores(&mut [b, hub], &[&hub_env, &b_env], Some(N));
+}
+
+#[test]
+fn kill_9_of_the_hub_mid_ingest_loses_and_duplicates_nothing() {
+    const N: usize = 40_000;
+    let a_env = TestEnv::new();
+    seed_ops(&a_env.db, N, 0xd4);
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let a = a_env.start_spoke(port);
+    wait_until("the hub to start ingesting", CONVERGE, || {
+        try_ops(&hub_env).is_some_and(|n| n > 0)
+    });
+    hub.kill9();
+    let (hub, _) = hub_env.start_hub(Some(port));
+    wait_converged(&[&hub_env, &a_env], Some(N as u64));
+    assert_same_stores(&mut [a, hub], &[&hub_env, &a_env], Some(N));
+}
+
+#[test]
+fn spokes_back_off_while_the_hub_is_down_then_resume() {
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let a_env = TestEnv::new();
+    let b_env = TestEnv::new();
+    let a = a_env.start_spoke(port);
+    let b = b_env.start_spoke(port);
+    a_env
+        .client()
+        .ok("node.create", json!({"title": "before the outage"}));
+    wait_converged(&[&hub_env, &a_env, &b_env], Some(3));
+    assert!(hub.stop().success());
+
+    // Edits go on locally; sync reports the real cause and a hint.
+    a_env
+        .client()
+        .ok("node.create", json!({"title": "during the outage, on A"}));
+    b_env
+        .client()
+        .ok("node.create", json!({"title": "during the outage, on B"}));
+    wait_until("A to report the outage", CONVERGE, || {
+        sync_status(&a_env)["last_error"].as_str().is_some()
+    });
+    let st = sync_status(&a_env);
+    let err = st["last_error"].as_str().unwrap();
+    assert!(err.contains(&format!("http://127.0.0.1:{port}")), "{st}");
+    assert!(err.contains("refused"), "{st}");
+    assert!(st["hint"].as_str().unwrap().contains("/healthz"), "{st}");
+    assert_eq!(st["pending_ops"], 3, "{st}");
+    let now = a_env.client().err("sync.now", json!({}));
+    assert!(
+        now["message"].as_str().unwrap().contains("refused"),
+        "{now}"
+    );
+    // A few failed attempts in a row (backing off, not spinning).
+    let log = a.log_text();
+    assert!(log.contains("backing off"), "{log}");
+
+    let (hub, _) = hub_env.start_hub(Some(port));
+    wait_converged(&[&hub_env, &a_env, &b_env], Some(9));
+    wait_until("A's status to clear", CONVERGE, || {
+        sync_status(&a_env)["last_error"].is_null()
+    });
+    assert_same_stores(&mut [a, b, hub], &[&hub_env, &a_env, &b_env], Some(9));
+}
+
+/// A push cut off mid-body writes nothing; a hub that cuts its answers
+/// short is reported as a closed connection, naming the URL.
+#[test]
+fn truncated_connections_write_nothing_and_are_named() {
+    use std::io::{Read, Write};
+    let hub_env = TestEnv::new();
+    let (hub, port) = hub_env.start_hub(None);
+    let op = json!({"hlc": format!("{:016}-0000-{}", now_ms(), "ab".repeat(16)),
+        "node": "00000000-0000-4000-8000-000000000001", "field": "title", "value": "cut"});
+    let body = serde_json::to_vec(&json!({"ops": [op]})).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /sync/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body[..body.len() / 2]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert_eq!(
+        try_ops(&hub_env),
+        Some(0),
+        "a truncated push wrote something"
+    );
+    // The same push, whole, works.
+    let (status, reply) = http(
+        port,
+        "POST",
+        "/sync/push",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(
+        (status, reply),
+        (200, json!({"accepted": 1, "duplicates": 0}))
+    );
+
+    // A "hub" that answers with half a response, then hangs up.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_port = fake.local_addr().unwrap().port();
+    fake.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let server = std::thread::spawn(move || {
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            match fake.accept() {
+                Ok((mut c, _)) => {
+                    c.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"ops\":[");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    let s_env = TestEnv::new();
+    let spoke = s_env.start_spoke(fake_port);
+    wait_until("the spoke to report the cut", CONVERGE, || {
+        sync_status(&s_env)["last_error"].as_str().is_some()
+    });
+    let st = sync_status(&s_env);
+    let err = st["last_error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("http://127.0.0.1:{fake_port}")),
+        "{st}"
+    );
+    assert!(err.contains("closed before the hub answered"), "{st}");
+    drop(spoke);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = server.join();
+    drop(hub);
+}
+
+#[test]
+fn client_mode_forwards_every_rpc_to_the_hub() {
+    let hub_env = TestEnv::new();
+    let (_hub, port) = hub_env.start_hub(None);
+    let c_env = TestEnv::new();
+    let _client = c_env.start_daemon_with(&[
+        "--mode",
+        "client",
+        "--hub-url",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
+    let mut c = c_env.client();
+    let info = c.ok("daemon.info", json!({}));
+    assert_eq!(info["mode"], "client");
+    let made = c.ok(
+        "node.create",
+        json!({"title": "through the hub", "tags": ["x"]}),
+    );
+    let on_hub = hub_env.client().ok("node.get", json!({"id": made["id"]}));
+    assert_eq!(on_hub["title"], "through the hub");
+    assert_eq!(
+        c.ok("node.list", json!({"tag": "x"}))["nodes"][0]["id"],
+        made["id"]
+    );
+    // Errors come back as the hub's own.
+    let err = c.err("node.get", json!({"id": "ffff"}));
+    assert_eq!(err["code"], -32001, "{err}");
+    assert!(!c_env.db.exists(), "client mode created a replica");
+    let st = c.ok("sync.status", json!({}));
+    assert_eq!(st["last_error"], Value::Null, "{st}");
+}
+
+#[test]
+fn a_hub_refuses_to_start_without_auth_or_off_loopback() {
+    let env = TestEnv::new();
+    for (args, expected) in [
+        (vec!["--mode", "server"], "--insecure-no-auth"),
+        (
+            vec![
+                "--mode",
+                "server",
+                "--insecure-no-auth",
+                "--listen",
+                "0.0.0.0:7447",
+            ],
+            "only allowed on a loopback address",
+        ),
+        (
+            vec![
+                "--mode",
+                "server",
+                "--insecure-no-auth",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                "/nonexistent.pem",
+            ],
+            "--tls-cert and --tls-key go together",
+        ),
+        (vec!["--mode", "client"], "--mode client needs --hub-url"),
+        (vec!["--hub-url", "ftp://hub.example"], "invalid hub URL"),
+    ] {
+        let out = env
+            .command("hephd")
+            .arg("--db")
+            .arg(&env.db)
+            .arg("--socket")
+            .arg(&env.socket)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_hub_warns_at_every_start_without_auth() {
+    let env = TestEnv::new();
+    let (mut hub, port) = env.start_hub(None);
+    hub.stop();
+    let (hub, _) = env.start_hub(Some(port));
+    assert_eq!(hub.log_text().matches("--insecure-no-auth").count(), 2);
+}
+
+/// Every bad request: a 4xx, a JSON `{"error","message"}` body, nothing written.
+#[test]
+fn bad_http_requests_get_a_4xx_json_error_and_write_nothing() {
+    let env = TestEnv::new();
+    let (_hub, port) = env.start_hub(None);
+    let now = now_ms();
+    let op = |hlc: String, field: &str, value: Value| json!({"hlc": hlc, "node": "00000000-0000-4000-8000-000000000001", "field": field, "value": value});
+    let hlc = |wall: u64, c: u16| format!("{wall:016}-{c:04x}-{}", "cd".repeat(16));
+    let push = |ops: Vec<Value>| serde_json::to_vec(&json!({ "ops": ops })).unwrap();
+    let many: Vec<Value> = (0..5001)
+        .map(|i| op(hlc(now, i as u16), "title", json!("t")))
+        .collect();
+    let big = format!("{{\"ops\":[{}]}}", " ".repeat(9 * 1024 * 1024));
+    let json_ct = [("Content-Type", "application/json")];
+    // (method, path, headers, body, status, error code, words in the message)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            b"{\"ops\":[".to_vec(),
+            400,
+            "malformed_json",
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            b"".to_vec(),
+            400,
+            "malformed_json",
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            b"{\"ops\":5}".to_vec(),
+            400,
+            "invalid_body",
+            "invalid type",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            b"{}".to_vec(),
+            400,
+            "invalid_body",
+            "missing field `ops`",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            push(vec![op("yesterday".into(), "title", json!("t"))]),
+            400,
+            "invalid_body",
+            "invalid hlc",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            push(vec![
+                op(hlc(now, 1), "title", json!("ok")),
+                op(hlc(now, 2), "status", json!("finished")),
+            ]),
+            422,
+            "invalid_op",
+            "op 1 of the batch was refused",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            push(many),
+            413,
+            "too_large",
+            "limit of 5000",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            big.into_bytes(),
+            413,
+            "too_large",
+            "limit of 8388608 bytes",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", "gzip"),
+            ],
+            push(vec![op(hlc(now, 3), "title", json!("t"))]),
+            415,
+            "unsupported_encoding",
+            "compressed",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            vec![("Content-Type", "text/plain")],
+            push(vec![]),
+            415,
+            "unsupported_media_type",
+            "application/json",
+        ),
+        (
+            "POST",
+            "/sync/push",
+            json_ct.to_vec(),
+            push(vec![op(
+                hlc(now + 3_600_000, 0),
+                "title",
+                json!("from the future"),
+            )]),
+            409,
+            "clock_skew",
+            "ahead of this replica's clock",
+        ),
+        (
+            "GET",
+            "/sync/pull?after=-1",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "non-negative whole number",
+        ),
+        (
+            "GET",
+            "/sync/pull?after=abc",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "non-negative whole number",
+        ),
+        (
+            "GET",
+            "/sync/pull?limit=0",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "limit must be from 1 to 10000",
+        ),
+        (
+            "GET",
+            "/sync/pull?limit=10001",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "limit must be from 1 to 10000",
+        ),
+        (
+            "GET",
+            "/sync/pull?wait=61",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "wait must be from 0 to 60",
+        ),
+        (
+            "GET",
+            "/sync/pull?after=5",
+            vec![],
+            vec![],
+            409,
+            "cursor_ahead",
+            "beyond the hub's log",
+        ),
+        (
+            "GET",
+            "/sync/nothing",
+            vec![],
+            vec![],
+            404,
+            "not_found",
+            "no such route",
+        ),
+        (
+            "GET",
+            "/",
+            vec![],
+            vec![],
+            404,
+            "not_found",
+            "no such route",
+        ),
+        (
+            "GET",
+            "/sync/push",
+            vec![],
+            vec![],
+            405,
+            "method_not_allowed",
+            "take POST",
+        ),
+        (
+            "DELETE",
+            "/sync/pull",
+            vec![],
+            vec![],
+            405,
+            "method_not_allowed",
+            "take POST",
+        ),
+        (
+            "POST",
+            "/rpc",
+            json_ct.to_vec(),
+            b"{\"jsonrpc\":".to_vec(),
+            400,
+            "malformed_json",
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/rpc",
+            json_ct.to_vec(),
+            vec![b' '; 3 * 1024 * 1024],
+            413,
+            "too_large",
+            "limit of 2097152 bytes",
+        ),
+    ];
+    for (method, path, headers, body, status, code, words) in cases {
+        let (got, reply) = http(port, method, path, &headers, &body).unwrap();
+        assert_eq!(got, status, "{method} {path}: {reply}");
+        assert_eq!(reply["error"], code, "{method} {path}: {reply}");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains(words), "{method} {path}: {message}");
+        assert!(!message.contains('\n'), "{message}");
+        assert_eq!(try_ops(&env), Some(0), "{method} {path} wrote something");
+    }
+    // A JSON-RPC error over /rpc is a JSON-RPC answer, and writes nothing either.
+    let (status, reply) = http(
+        port, "POST", "/rpc", &json_ct,
+        br#"{"jsonrpc":"2.0","id":7,"method":"node.update","params":{"id":"zz","set":{"status":"finished"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(reply["id"], 7);
+    assert!(reply["error"]["code"].as_i64().is_some(), "{reply}");
+    assert_eq!(try_ops(&env), Some(0));
+    // The public routes.
+    let (status, health) = http(port, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!((status, &health["status"]), (200, &json!("ok")));
+    let (status, meta) = http(
+        port,
+        "GET",
+        "/.well-known/oauth-protected-resource",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(meta["resource"], format!("http://127.0.0.1:{port}"));
+    // The good path, for contrast: accepted, then all duplicates.
+    let good = push(vec![op(hlc(now, 9), "title", json!("fine"))]);
+    assert_eq!(
+        http(port, "POST", "/sync/push", &json_ct, &good).unwrap(),
+        (200, json!({"accepted": 1, "duplicates": 0}))
+    );
+    assert_eq!(
+        http(port, "POST", "/sync/push", &json_ct, &good).unwrap(),
+        (200, json!({"accepted": 0, "duplicates": 1}))
+    );
+    assert_eq!(try_ops(&env), Some(1));
+}
+
+/// A long poll holds the request while nothing is new, and returns as soon
+/// as an op commits, not when its wait ends.
+#[test]
+fn a_long_poll_returns_when_an_op_commits() {
+    let env = TestEnv::new();
+    let (_hub, port) = env.start_hub(None);
+    let start = std::time::Instant::now();
+    let (status, empty) = http(port, "GET", "/sync/pull?after=0&wait=1", &[], b"").unwrap();
+    assert_eq!((status, empty["next"].as_u64()), (200, Some(0)));
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "the poll did not wait"
+    );
+    let waiter = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let r = http(port, "GET", "/sync/pull?after=0&wait=60", &[], b"").unwrap();
+        (r, start.elapsed())
+    });
+    // Whether the poll is parked before or after this commit, it must
+    // return with the ops well before its 60 s wait.
+    env.client().ok("node.create", json!({"title": "wake up"}));
+    let ((status, page), took) = waiter.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(page["ops"].as_array().unwrap().len(), 3);
+    assert!(
+        took < Duration::from_secs(50),
+        "the poll waited out its wait: {took:?}"
+    );
+}
+
+/// Random edits on three spokes with random sync timing and crashes, then
+/// a full sync: identical state. Bounded: two cases of 40 steps.
+#[test]
+fn random_edits_syncs_and_crashes_on_three_spokes_converge() {
+    for seed in [0x51u64, 0x7e3] {
+        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let hub_env = TestEnv::new();
+        let (mut hub, port) = hub_env.start_hub(None);
+        let envs: Vec<TestEnv> = (0..3).map(|_| TestEnv::new()).collect();
+        let mut spokes: Vec<Option<Daemon>> =
+            envs.iter().map(|e| Some(e.start_spoke(port))).collect();
+        let mut hub_up = true;
+        for _ in 0..40 {
+            let i = rng.below(3) as usize;
+            match rng.below(10) {
+                0 => {
+                    if let Some(mut d) = spokes[i].take() {
+                        d.kill9();
+                    } else {
+                        spokes[i] = Some(envs[i].start_spoke(port));
+                    }
+                }
+                1 => {
+                    if hub_up {
+                        hub.kill9();
+                    } else {
+                        hub = hub_env.start_hub(Some(port)).0;
+                    }
+                    hub_up = !hub_up;
+                }
+                2 => {
+                    if spokes[i].is_some() {
+                        let _ = envs[i].client().call("sync.now", json!({}));
+                    }
+                }
+                _ => {
+                    if spokes[i].is_none() {
+                        continue;
+                    }
+                    let mut c = envs[i].client();
+                    let list = nodes(&mut c);
+                    let known = list.as_array().unwrap();
+                    if known.is_empty() || rng.below(3) == 0 {
+                        c.ok(
+                            "node.create",
+                            json!({"title": format!("r{}", rng.below(1000))}),
+                        );
+                    } else {
+                        let id = known[rng.below(known.len() as u64) as usize]["id"].clone();
+                        let set = match rng.below(3) {
+                            0 => json!({"title": format!("t{}", rng.below(1000))}),
+                            1 => {
+                                json!({"status": (["todo", "doing", "done"][rng.below(3) as usize])})
+                            }
+                            _ => json!({format!("tag:g{}", rng.below(3)): rng.below(2) == 0}),
+                        };
+                        c.ok("node.update", json!({"id": id, "set": set}));
+                    }
+                }
+            }
+        }
+        if !hub_up {
+            hub = hub_env.start_hub(Some(port)).0;
+        }
+        for (i, s) in spokes.iter_mut().enumerate() {
+            if s.is_none() {
+                *s = Some(envs[i].start_spoke(port));
+            }
+        }
+        let all: Vec<&TestEnv> = std::iter::once(&hub_env).chain(envs.iter()).collect();
+        wait_until("every spoke to sync cleanly", CONVERGE, || {
+            envs.iter().all(|e| {
+                e.client()
+                    .call("sync.now", json!({}))
+                    .get("result")
+                    .is_some_and(|r| r["pending_ops"] == 0)
+            })
+        });
+        wait_converged(&all, None);
+        let mut daemons: Vec<Daemon> = spokes.into_iter().flatten().collect();
+        daemons.push(hub);
+        assert_same_stores(&mut daemons, &all, None);
+    }
+}
