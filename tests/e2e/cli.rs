@@ -385,3 +385,60 @@ fn the_quickstart_demo_runs_and_cleans_up() {
         .collect();
     assert!(leftovers.is_empty(), "the demo left its directory behind");
 }
+
+#[test]
+fn heph_sync_reports_success_and_the_real_cause_of_failure() {
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let env = TestEnv::new();
+    let _spoke = env.start_spoke(port);
+    json_out(&heph(&env, &["--json", "add", "synced task"]));
+
+    let o = heph(&env, &["sync"]);
+    assert!(o.status.success(), "{}", stderr(&env, &o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(&format!("synced with http://127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(text.contains("0 local ops still to send"), "{text}");
+    let status = heph(&env, &["sync", "--status"]);
+    assert!(status.status.success(), "{}", stderr(&env, &status));
+    assert!(
+        stdout(&status).contains("last success"),
+        "{}",
+        stdout(&status)
+    );
+    let json = json_out(&heph(&env, &["--json", "sync", "--status"]));
+    assert_eq!(json["configured"], true);
+    assert_eq!(json["pending_ops"], 0);
+
+    // The hub goes away: sync says so, naming the hub, and --status exits 1.
+    assert!(hub.stop().success());
+    let o = heph(&env, &["sync"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&env, &o);
+    assert!(
+        err.starts_with("error: ") && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    let o = heph(&env, &["sync", "--status"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("last error"), "{}", stdout(&o));
+}
+
+#[test]
+fn heph_sync_without_a_hub_says_so() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let o = heph(&env, &["sync"]);
+    assert_eq!(o.status.code(), Some(1));
+    insta::assert_snapshot!("sync_without_hub", stderr(&env, &o));
+    let o = heph(&env, &["sync", "--status"]);
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).starts_with("no hub is configured"),
+        "{}",
+        stdout(&o)
+    );
+}

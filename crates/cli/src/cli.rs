@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{add, daemon, demo, done, edit, link, list, note, rm, show, tag, tags};
+use crate::commands::{add, daemon, demo, done, edit, link, list, note, rm, show, sync, tag, tags};
 use crate::exit::EXIT_CODES_HELP;
 
 /// Tasks and notes that live on your machine: the Hephaestus command line.
@@ -83,6 +83,8 @@ pub enum Command {
     Link(link::Args),
     /// List tags with how many nodes carry each
     Tags(tags::Args),
+    /// Sync with the hub now, or with --status report how sync stands
+    Sync(sync::Args),
     /// Start, stop and install the heph daemon (hephd)
     Daemon(daemon::Args),
     /// Run a short, self-contained demo in a temporary directory

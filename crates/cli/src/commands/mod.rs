@@ -17,6 +17,7 @@ pub mod list;
 pub mod note;
 pub mod rm;
 pub mod show;
+pub mod sync;
 pub mod tag;
 pub mod tags;
 
@@ -46,6 +47,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Tags(args) => tags::run(ctx, args),
         Command::Daemon(args) => daemon::run(ctx, args),
         Command::Demo(args) => demo::run(ctx, args),
+        Command::Sync(args) => sync::run(ctx, args),
     }
 }
 

@@ -423,14 +423,17 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
             let _: Value = params::<Value>(method, raw)?;
             match &ctx.sync {
                 Some(sync) => to_value(serde_json::to_value(sync.sync_now().await?)),
+                None if ctx.info.mode == "server" => Err(RpcError::new(
+                    code::NOT_CONFIGURED,
+                    "this daemon is the hub, so there is nothing to sync with",
+                )),
                 None => Err(RpcError::new(
                     code::NOT_CONFIGURED,
-                    if ctx.info.mode == "server" {
-                        "this daemon is the hub, so there is nothing to sync with"
-                    } else {
-                        "no hub is configured, so there is nothing to sync with"
-                    },
-                )),
+                    "no hub is configured, so there is nothing to sync with",
+                )
+                .with_data(json!({
+                    "hint": "run the daemon with --hub-url URL (or hub_url = \"URL\" in config.toml), then heph daemon restart"
+                }))),
             }
         }
         method::AUTH_STATUS => to_value(serde_json::to_value(AuthStatus {
