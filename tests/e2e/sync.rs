@@ -8,7 +8,7 @@
 //! HLCs, and no HLC logged twice.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use heph_core::store::OpenOptions;
@@ -969,4 +969,78 @@ fn random_edits_syncs_and_crashes_on_three_spokes_converge() {
         daemons.push(hub);
         assert_same_stores(&mut daemons, &all, None);
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert_path = dir.join("hub-cert.pem");
+    let key_path = dir.join("hub-key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+#[test]
+fn spokes_sync_over_https_with_a_private_ca_and_name_a_tls_failure() {
+    let hub_env = TestEnv::new();
+    let (cert, key) = self_signed(hub_env.path());
+    let hub = hub_env.start_daemon_with(&[
+        "--mode",
+        "server",
+        "--insecure-no-auth",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut port = None;
+    wait_until("the hub's https address", Duration::from_secs(20), || {
+        port = hub
+            .log_text()
+            .lines()
+            .filter_map(|l| l.split("hub listening on https://127.0.0.1:").nth(1))
+            .filter_map(|p| p.trim().parse::<u16>().ok())
+            .next_back();
+        port.is_some()
+    });
+    let url = format!("https://127.0.0.1:{}", port.unwrap());
+
+    // Trusting the private CA, two spokes converge over HTTPS.
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let _da = a.start_daemon_with(&["--hub-url", &url, "--hub-ca", cert.to_str().unwrap()]);
+    let _db = b.start_daemon_with(&["--hub-url", &url, "--hub-ca", cert.to_str().unwrap()]);
+    let id = a.client().ok("node.create", json!({"title": "over tls"}))["id"].clone();
+    let mut cb = b.client();
+    wait_until(
+        "the node to reach spoke B over https",
+        Duration::from_secs(30),
+        || {
+            cb.call("node.get", json!({"id": id}))
+                .get("result")
+                .is_some()
+        },
+    );
+
+    // Without the CA, the failure names the hub and says it is about TLS.
+    let c = TestEnv::new();
+    let _dc = c.start_daemon_with(&["--hub-url", &url]);
+    let mut cc = c.client();
+    let err = cc.err("sync.now", json!({}));
+    let message = err["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(&url), "{message}");
+    assert!(
+        message.to_lowercase().contains("tls") || message.contains("certificate"),
+        "{message}"
+    );
+    let status = cc.ok("sync.status", json!({}));
+    assert!(
+        status["last_error"].as_str().unwrap().contains(&url),
+        "{status}"
+    );
 }
