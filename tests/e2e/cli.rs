@@ -194,19 +194,7 @@ fn error_messages_are_one_sentence_with_a_hint() {
     let env = TestEnv::new();
     let _d = env.start_daemon();
     let mut c = env.client();
-    // Enough nodes that the prefix "" + one hex digit is shared.
-    let ids: Vec<String> = (0..40)
-        .map(|i| {
-            c.ok("node.create", json!({"title": format!("task {i}")}))["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let digit = (0..16)
-        .map(|d| format!("{d:x}"))
-        .find(|d| ids.iter().filter(|id| id.starts_with(d.as_str())).count() >= 2)
-        .unwrap();
+    let (ids, digit) = c.nodes_sharing_a_prefix("task");
 
     let o = heph(&env, &["show", &digit]);
     assert_eq!(o.status.code(), Some(1));

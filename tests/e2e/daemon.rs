@@ -113,19 +113,7 @@ fn ambiguous_and_unknown_ids() {
     let env = TestEnv::new();
     let _d = env.start_daemon();
     let mut c = env.client();
-    // With 40 nodes, some single hex digit is certainly shared.
-    let ids: Vec<String> = (0..40)
-        .map(|i| {
-            c.ok("node.create", json!({"title": format!("t{i}")}))["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let digit = (0..16)
-        .map(|d| format!("{d:x}"))
-        .find(|d| ids.iter().filter(|id| id.starts_with(d.as_str())).count() >= 2)
-        .unwrap();
+    let (_, digit) = c.nodes_sharing_a_prefix("t");
     let err = c.err("node.get", json!({"id": digit}));
     assert_eq!(err["code"], -32002);
     assert!(

@@ -257,6 +257,25 @@ impl Client {
         }
     }
 
+    /// Creates 40 tasks titled `{title} {i}` and returns their ids and a
+    /// one-hex-digit prefix at least two of them share (40 ids over 16
+    /// digits always share one).
+    pub fn nodes_sharing_a_prefix(&mut self, title: &str) -> (Vec<String>, String) {
+        let ids: Vec<String> = (0..40)
+            .map(|i| {
+                self.ok("node.create", json!({"title": format!("{title} {i}")}))["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let digit = (0..16)
+            .map(|d| format!("{d:x}"))
+            .find(|d| ids.iter().filter(|id| id.starts_with(d.as_str())).count() >= 2)
+            .unwrap();
+        (ids, digit)
+    }
+
     /// Calls and returns `error`, panicking on success.
     pub fn err(&mut self, method: &str, params: Value) -> Value {
         let v = self.call(method, params);
