@@ -153,29 +153,39 @@ fn worker(socket: &Path, calls: &Receiver<Call>, actions: &Sender<Action>) {
 }
 
 /// Makes one call, opening the connection first if needed; a broken
-/// connection is dropped so the next call opens a fresh one.
+/// connection is dropped so the next call opens a fresh one. A read that
+/// fails on a connection left from before a daemon restart is retried once
+/// on a fresh one (a write is not: it might have been applied).
 fn run(socket: &Path, conn: &mut Option<Conn>, call: Call) -> Action {
-    if conn.is_none() {
-        match Conn::open(socket).and_then(|c| {
-            c.reader.get_ref().set_read_timeout(Some(CALL_TIMEOUT))?;
-            Ok(c)
-        }) {
-            Ok(c) => *conn = Some(c),
-            Err(e) => {
-                return Action::Failed {
-                    error: io_sentence(&e, socket),
-                };
+    let read_only = matches!(call, Call::LoadAll | Call::Refresh(_) | Call::Status);
+    let mut reused = conn.is_some();
+    loop {
+        if conn.is_none() {
+            match Conn::open(socket).and_then(|c| {
+                c.reader.get_ref().set_read_timeout(Some(CALL_TIMEOUT))?;
+                Ok(c)
+            }) {
+                Ok(c) => *conn = Some(c),
+                Err(e) => {
+                    return Action::Failed {
+                        error: io_sentence(&e, socket),
+                    };
+                }
             }
         }
+        let c = conn.as_mut().expect("opened above");
+        let result = perform(c, call.clone());
+        if let Err(CallError::Io(_) | CallError::Protocol(_)) = &result {
+            *conn = None;
+            if reused && read_only && matches!(result, Err(CallError::Io(_))) {
+                reused = false;
+                continue;
+            }
+        }
+        return result.unwrap_or_else(|e| Action::Failed {
+            error: describe(&e, socket),
+        });
     }
-    let c = conn.as_mut().expect("opened above");
-    let result = perform(c, call);
-    if let Err(CallError::Io(_) | CallError::Protocol(_)) = &result {
-        *conn = None;
-    }
-    result.unwrap_or_else(|e| Action::Failed {
-        error: describe(&e, socket),
-    })
 }
 
 fn perform(c: &mut Conn, call: Call) -> Result<Action, CallError> {
@@ -464,6 +474,40 @@ mod tests {
             panic!("expected Disconnected")
         };
         assert_eq!(reason, "the daemon closed the connection");
+    }
+
+    #[test]
+    fn a_read_after_a_daemon_restart_uses_a_fresh_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("d.sock");
+        // The first daemon answers one call, then goes away.
+        let first = UnixListener::bind(&socket).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let calls = spawn_worker(socket.clone(), tx);
+        calls.send(Call::LoadAll).unwrap();
+        let (stream, _) = first.accept().unwrap();
+        let mut w = stream.try_clone().unwrap();
+        let mut lines = BufReader::new(stream).lines();
+        let req: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        writeln!(
+            w,
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"nodes":[]}}}}"#,
+            req["id"]
+        )
+        .unwrap();
+        assert_eq!(rx.recv().unwrap(), Action::Loaded(vec![]));
+        drop((w, lines, first));
+        std::fs::remove_file(&socket).unwrap();
+        // A second daemon: the reload is answered, not lost to the old connection.
+        let node = crate::testutil::node(1, "Buy milk");
+        let node_json = serde_json::to_value(&node).unwrap();
+        fake_daemon(dir.path(), move |req| {
+            vec![
+                json!({"jsonrpc": "2.0", "id": req["id"], "result": {"nodes": [node_json.clone()]}}),
+            ]
+        });
+        calls.send(Call::LoadAll).unwrap();
+        assert_eq!(rx.recv().unwrap(), Action::Loaded(vec![node]));
     }
 
     #[test]
