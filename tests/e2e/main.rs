@@ -4,5 +4,6 @@
 mod cli;
 mod daemon;
 mod harness;
+mod oidc_support;
 mod sync;
 mod tui;
