@@ -1044,3 +1044,51 @@ fn spokes_sync_over_https_with_a_private_ca_and_name_a_tls_failure() {
         "{status}"
     );
 }
+
+#[test]
+fn stalled_clients_are_cut_off_and_cannot_starve_the_hub() {
+    use std::io::{Read, Write};
+    let env = TestEnv::new();
+    let (_hub, port) = env.start_hub(None);
+    // 200 clients that send half a request line and then nothing, and 50
+    // that send headers promising a body that never comes.
+    let mut stalled: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /sync/pull?after=0 HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..50 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST /sync/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"ops\":[")
+            .unwrap();
+        stalled.push(s);
+    }
+    // The hub keeps serving everyone else meanwhile.
+    assert_eq!(
+        http(port, "GET", "/healthz", &[], b"").map(|r| r.0),
+        Some(200)
+    );
+    let mut a = env.client();
+    a.ok("node.create", json!({"title": "still served"}));
+    // A stalled client is disconnected by the hub's header and body timeouts
+    // (15 s and 30 s), not held forever.
+    for i in [0, 220] {
+        let s = &mut stalled[i];
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = Vec::new();
+        match s.read_to_end(&mut buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the hub held stalled connection {i} open for 60 s ({e})"),
+        }
+        let text = String::from_utf8_lossy(&buf);
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+    }
+    assert_eq!(
+        http(port, "GET", "/healthz", &[], b"").map(|r| r.0),
+        Some(200)
+    );
+}
