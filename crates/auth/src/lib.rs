@@ -37,7 +37,7 @@ pub use oidc::{
     DeviceAuthorization, OidcClient, Pace, Provider, Refreshed, Revocation, SystemPace,
 };
 pub use secret::{AccessToken, DeviceCode, RefreshToken, StoreJson};
-pub use store::{StoreConfig, StoreError, StoreKind, TokenStore};
+pub use store::{StoreConfig, StoreError, StoreFlags, StoreKind, TokenStore};
 pub use tokens::{TokenInfo, TokenSet};
 
 /// Installs aws-lc-rs as the process's rustls provider (the only one built

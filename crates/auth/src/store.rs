@@ -174,6 +174,76 @@ impl StoreConfig {
     }
 }
 
+/// The config keys (and `HEPH_*` variables) of the token-store settings.
+pub const STORE_KEYS: [&str; 4] = [
+    "token_store",
+    "token_file",
+    "token_load_cmd",
+    "token_save_cmd",
+];
+
+/// The token-store flags as given on a command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreFlags {
+    pub store: Option<String>,
+    pub file: Option<PathBuf>,
+    pub load_cmd: Option<String>,
+    pub save_cmd: Option<String>,
+}
+
+impl StoreConfig {
+    /// Resolves the token-store settings through core's layers (flags >
+    /// `HEPH_*` > config file > default `keyring`), exactly as `hephd`,
+    /// `heph` and `heph-tui` all do.
+    pub fn resolve(
+        layers: &heph_core::config::Layers<'_>,
+        flags: &StoreFlags,
+    ) -> Result<heph_core::config::Setting<StoreConfig>, heph_core::config::ConfigError> {
+        let kind = layers.get_or(
+            "token_store",
+            flags.store.clone().map(|v| ("--token-store", v)),
+            "keyring",
+        )?;
+        let parsed = StoreKind::parse(&kind.value).map_err(|reason| {
+            heph_core::config::ConfigError::Value {
+                key: "token_store".into(),
+                source_: kind.source.clone(),
+                reason,
+            }
+        })?;
+        let file = layers
+            .get(
+                "token_file",
+                flags
+                    .file
+                    .as_ref()
+                    .map(|p| ("--token-file", p.display().to_string())),
+            )?
+            .map(|s| PathBuf::from(s.value));
+        let load_cmd = layers
+            .get(
+                "token_load_cmd",
+                flags.load_cmd.clone().map(|v| ("--token-load-cmd", v)),
+            )?
+            .map(|s| s.value);
+        let save_cmd = layers
+            .get(
+                "token_save_cmd",
+                flags.save_cmd.clone().map(|v| ("--token-save-cmd", v)),
+            )?
+            .map(|s| s.value);
+        Ok(heph_core::config::Setting {
+            value: StoreConfig {
+                kind: parsed,
+                file,
+                load_cmd,
+                save_cmd,
+            },
+            source: kind.source,
+        })
+    }
+}
+
 // ---------------------------------------------------------------- memory
 
 /// Tokens in memory only (tests).
@@ -859,6 +929,47 @@ mod tests {
         assert!(matches!(err, StoreError::KeyringTimeout { .. }), "{err:?}");
         assert!(err.is_keyring());
         assert!(err.to_string().contains("use --token-store file"), "{err}");
+    }
+
+    #[test]
+    fn store_settings_resolve_through_the_layers() {
+        use heph_core::config::{Layers, Source};
+        let env = |k: &str| match k {
+            "HEPH_TOKEN_STORE" => Some("file".to_owned()),
+            "HEPH_TOKEN_FILE" => Some("/env/t.json".to_owned()),
+            _ => None,
+        };
+        let file = "token_store = \"command\"\ntoken_load_cmd = \"pass show heph\"\n";
+        let layers = Layers::new(&env, Some((Path::new("/c.toml"), file))).unwrap();
+        let s = StoreConfig::resolve(&layers, &StoreFlags::default()).unwrap();
+        assert_eq!(s.value.kind, StoreKind::File);
+        assert_eq!(s.source, Source::Env("HEPH_TOKEN_STORE".into()));
+        assert_eq!(s.value.file.as_deref(), Some(Path::new("/env/t.json")));
+        assert_eq!(s.value.load_cmd.as_deref(), Some("pass show heph"));
+        let flags = StoreFlags {
+            store: Some("memory".into()),
+            ..StoreFlags::default()
+        };
+        assert_eq!(
+            StoreConfig::resolve(&layers, &flags).unwrap().value.kind,
+            StoreKind::Memory
+        );
+        let none = |_: &str| None;
+        let layers = Layers::new(&none, None).unwrap();
+        let s = StoreConfig::resolve(&layers, &StoreFlags::default()).unwrap();
+        assert_eq!(
+            (s.value.kind, s.source),
+            (StoreKind::Keyring, Source::Default)
+        );
+        let bad = StoreFlags {
+            store: Some("vault".into()),
+            ..StoreFlags::default()
+        };
+        let err = StoreConfig::resolve(&layers, &bad).unwrap_err();
+        assert!(
+            err.to_string().contains("token_store (flag --token-store)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{add, daemon, demo, done, edit, link, list, note, rm, show, sync, tag, tags};
+use crate::commands::{
+    add, auth, daemon, demo, done, edit, link, list, note, rm, show, sync, tag, tags,
+};
 use crate::exit::EXIT_CODES_HELP;
 
 /// Tasks and notes that live on your machine: the Hephaestus command line.
@@ -85,6 +87,8 @@ pub enum Command {
     Tags(tags::Args),
     /// Sync with the hub now, or with --status report how sync stands
     Sync(sync::Args),
+    /// Sign in to the hub (device code flow), show sign-in health, sign out
+    Auth(auth::Args),
     /// Start, stop and install the heph daemon (hephd)
     Daemon(daemon::Args),
     /// Run a short, self-contained demo in a temporary directory

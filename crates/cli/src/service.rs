@@ -46,6 +46,10 @@ const BAKED_FROM_ENV: &[(&str, Flag)] = &[
     ("insecure_no_auth", Flag::Switch("--insecure-no-auth")),
     ("hub_url", Flag::Value("--hub-url")),
     ("hub_ca", Flag::Value("--hub-ca")),
+    ("token_store", Flag::Value("--token-store")),
+    ("token_file", Flag::Value("--token-file")),
+    ("token_load_cmd", Flag::Value("--token-load-cmd")),
+    ("token_save_cmd", Flag::Value("--token-save-cmd")),
 ];
 
 /// The daemon arguments beyond `--db`, `--socket`, `--config` and
@@ -528,6 +532,8 @@ mod tests {
                 ("HEPH_INSECURE_NO_AUTH", "true"),
                 ("HEPH_LOG_LEVEL", ""),
                 ("HEPH_MODE", "local"),
+                ("HEPH_TOKEN_STORE", "file"),
+                ("HEPH_TOKEN_FILE", "/home/u/.config/heph/tokens.json"),
             ]
             .iter()
             .find(|(n, _)| *n == k)
@@ -542,7 +548,11 @@ mod tests {
                 "local",
                 "--insecure-no-auth",
                 "--hub-url",
-                "https://hub.example"
+                "https://hub.example",
+                "--token-store",
+                "file",
+                "--token-file",
+                "/home/u/.config/heph/tokens.json"
             ]
         );
     }

@@ -32,6 +32,8 @@ pub mod method {
     pub const SYNC_STATUS: &str = "sync.status";
     pub const SYNC_NOW: &str = "sync.now";
     pub const AUTH_STATUS: &str = "auth.status";
+    /// Re-reads the token store (after `heph auth login` or `logout`); returns `auth.status`.
+    pub const AUTH_RELOAD: &str = "auth.reload";
     pub const EVENTS_SUBSCRIBE: &str = "events.subscribe";
     /// The notification method of an `events.subscribe` stream.
     pub const EVENT: &str = "event";
@@ -299,6 +301,21 @@ pub struct AuthStatus {
     pub message: String,
     #[serde(default)]
     pub hint: Option<String>,
+    /// The hub signed in to (normalized).
+    #[serde(default)]
+    pub hub_url: Option<String>,
+    /// The identity provider that issued the tokens.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The OAuth client id the tokens were issued to.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Unix milliseconds when the access token expires.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    /// Where the tokens are kept (`keyring`, `file /path`, `command`, `memory`).
+    #[serde(default)]
+    pub store: Option<String>,
 }
 
 /// The `params` of an `event` notification.

@@ -8,6 +8,7 @@
 //! (`done a b c`), and then they return [`CliError::Reported`].
 
 pub mod add;
+pub mod auth;
 pub mod daemon;
 pub mod demo;
 pub mod done;
@@ -48,6 +49,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Daemon(args) => daemon::run(ctx, args),
         Command::Demo(args) => demo::run(ctx, args),
         Command::Sync(args) => sync::run(ctx, args),
+        Command::Auth(args) => auth::run(ctx, args),
     }
 }
 

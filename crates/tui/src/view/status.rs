@@ -208,6 +208,7 @@ mod tests {
             action_needed: action,
             message: String::new(),
             hint: None,
+            ..AuthStatus::default()
         });
         assert_eq!(
             auth_chip(&app).map(|c| c.text).as_deref(),

@@ -60,6 +60,7 @@ fn signed_in(f: impl FnOnce(&mut AuthStatus)) -> AuthStatus {
         action_needed: false,
         message: "signed in; the access token is refreshed before it expires".into(),
         hint: None,
+        ..AuthStatus::default()
     };
     f(&mut a);
     a
