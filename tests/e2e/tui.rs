@@ -50,7 +50,7 @@ impl Tmux {
         // The pane stays after the program exits, so its exit status and
         // terminal state can be read; no status bar takes a row.
         std::fs::write(&conf, "set -g remain-on-exit on\nset -g status off\n").unwrap();
-        let tui = assert_cmd::cargo::cargo_bin("heph-tui");
+        let tui = crate::harness::bin("heph-tui");
         assert!(
             tui.exists(),
             "{} is not built; run the suite with `cargo test --workspace`",
