@@ -33,6 +33,8 @@ mod fake;
 
 pub use error::{AuthError, ErrorClass, LoginError};
 pub use health::{Health, LoginCommand};
+/// The keyring API, for tests that build a failing keyring.
+pub use keyring_core;
 pub use oidc::{
     DeviceAuthorization, OidcClient, Pace, Provider, Refreshed, Revocation, SystemPace,
 };

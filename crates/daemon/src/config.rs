@@ -96,6 +96,18 @@ pub struct Args {
     /// A PEM file of extra CA certificates to trust for the hub (a private CA).
     #[arg(long, value_name = "FILE")]
     pub hub_ca: Option<PathBuf>,
+    /// Where the spoke's sign-in tokens are kept: keyring, file, command or memory [default: keyring].
+    #[arg(long, value_name = "KIND")]
+    pub token_store: Option<String>,
+    /// The token file of --token-store file (mode 0600, written atomically).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// --token-store command: a shell command that prints the token JSON.
+    #[arg(long, value_name = "CMD")]
+    pub token_load_cmd: Option<String>,
+    /// --token-store command: a shell command that reads the token JSON on stdin.
+    #[arg(long, value_name = "CMD")]
+    pub token_save_cmd: Option<String>,
     /// Print the effective configuration and where each value came from, then exit.
     #[arg(long)]
     pub print_config: bool,
@@ -118,6 +130,8 @@ pub struct Config {
     pub insecure_no_auth: Setting<bool>,
     pub hub_url: Option<Setting<String>>,
     pub hub_ca: Option<Setting<PathBuf>>,
+    /// Where the spoke's tokens are kept (the source is that of `token_store`).
+    pub token_store: Setting<heph_auth::StoreConfig>,
     /// Config-file keys this version does not know.
     pub unknown_keys: Vec<String>,
 }
@@ -137,6 +151,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "insecure_no_auth",
     "hub_url",
     "hub_ca",
+    "token_store",
+    "token_file",
+    "token_load_cmd",
+    "token_save_cmd",
 ];
 
 fn parse_setting<T>(
@@ -261,6 +279,15 @@ impl Config {
             })?,
             hub_url: text("hub_url", "--hub-url", &args.hub_url)?,
             hub_ca: path("hub_ca", "--hub-ca", &args.hub_ca)?,
+            token_store: heph_auth::StoreConfig::resolve(
+                &layers,
+                &heph_auth::StoreFlags {
+                    store: args.token_store.clone(),
+                    file: args.token_file.clone(),
+                    load_cmd: args.token_load_cmd.clone(),
+                    save_cmd: args.token_save_cmd.clone(),
+                },
+            )?,
             mode: parse_setting(mode, "mode", value_enum)?,
             db: paths.db,
             socket: paths.socket,
@@ -328,6 +355,24 @@ impl Config {
         for (key, setting) in [("public_url", &self.public_url), ("hub_url", &self.hub_url)] {
             if let Some(s) = setting {
                 rows.push((key, s.value.clone(), &s.source));
+            }
+        }
+        let store = &self.token_store;
+        rows.push((
+            "token_store",
+            store.value.kind.as_str().to_owned(),
+            &store.source,
+        ));
+        for (key, value) in [
+            (
+                "token_file",
+                store.value.file.as_ref().map(|p| p.display().to_string()),
+            ),
+            ("token_load_cmd", store.value.load_cmd.clone()),
+            ("token_save_cmd", store.value.save_cmd.clone()),
+        ] {
+            if let Some(v) = value {
+                rows.push((key, v, &store.source));
             }
         }
         let width = rows

@@ -166,11 +166,21 @@ pub async fn run_with_clock(
                 "--mode client needs --hub-url: every request goes to that hub".into(),
             ));
         };
-        let client = spoke::HubClient::new(hub, config.hub_ca.as_ref().map(|s| s.value.as_path()))?;
+        let events = events::Events::new();
+        let auth = spoke::auth::SpokeAuth::start(
+            &config.token_store.value,
+            hub.clone(),
+            clock.clone(),
+            events.clone(),
+        )
+        .await
+        .map_err(|e| DaemonError::Settings(e.to_string()))?;
+        let client = spoke::HubClient::new(hub, config.hub_ca.as_ref().map(|s| s.value.as_path()))?
+            .with_auth(auth);
         let listener = bind_socket(socket)?;
         let ctx = Arc::new(Context {
             db: None,
-            events: events::Events::new(),
+            events,
             info: StaticInfo {
                 mode: mode.as_str().into(),
                 db: String::new(),
@@ -231,7 +241,17 @@ pub async fn run_with_clock(
             hub.clone(),
             config.hub_ca.as_ref().map(|s| s.value.as_path()),
         )?;
-        let (handle, now_rx) = spoke::SyncHandle::new(hub, db.clone(), ctx.events.clone());
+        let auth = spoke::auth::SpokeAuth::start(
+            &config.token_store.value,
+            hub.clone(),
+            clock.clone(),
+            ctx.events.clone(),
+        )
+        .await
+        .map_err(|e| DaemonError::Settings(e.to_string()))?;
+        let client = client.with_auth(auth.clone());
+        let (handle, now_rx) =
+            spoke::SyncHandle::new(hub, db.clone(), ctx.events.clone(), Some(auth));
         ctx.sync = Some(handle.clone());
         sync_parts = Some((client, handle, now_rx));
     }

@@ -280,6 +280,7 @@ pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, 
     if let Some(remote) = &ctx.remote {
         return match method {
             method::DAEMON_INFO => client_info(ctx),
+            method::AUTH_STATUS | method::AUTH_RELOAD => auth_rpc(remote.auth(), method).await,
             method::SYNC_STATUS | method::SYNC_NOW => {
                 serde_json::to_value(remote.client_status(method == method::SYNC_NOW).await)
                     .map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
@@ -324,6 +325,34 @@ pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, 
     ctx.committed(BTreeSet::from([node.id]), last_seq);
     ctx.local_edit.notify_one();
     serde_json::to_value(node).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
+}
+
+/// `auth.status` and `auth.reload`: the spoke's sign-in, if it has a hub.
+async fn auth_rpc(
+    auth: Option<Arc<crate::spoke::auth::SpokeAuth>>,
+    method: &str,
+) -> Result<Value, RpcError> {
+    let status = match auth {
+        Some(auth) => {
+            if method == method::AUTH_RELOAD {
+                auth.reload().await;
+            }
+            auth.status()
+        }
+        None if method == method::AUTH_RELOAD => {
+            return Err(RpcError::new(
+                code::NOT_CONFIGURED,
+                "no hub is configured, so there is no sign-in to reload",
+            ));
+        }
+        None => AuthStatus {
+            configured: false,
+            state: "not_configured".into(),
+            message: "no hub is configured, so no sign-in is needed".into(),
+            ..AuthStatus::default()
+        },
+    };
+    serde_json::to_value(status).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
 }
 
 /// `daemon.info` of a client-mode daemon: it has no replica of its own.
@@ -436,12 +465,10 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
                 }))),
             }
         }
-        method::AUTH_STATUS => to_value(serde_json::to_value(AuthStatus {
-            configured: false,
-            state: "not_configured".into(),
-            message: "no hub is configured, so no sign-in is needed".into(),
-            ..AuthStatus::default()
-        })),
+        method::AUTH_STATUS | method::AUTH_RELOAD => {
+            let _: Value = params::<Value>(method, raw)?;
+            auth_rpc(ctx.sync.as_ref().and_then(|s| s.auth().cloned()), method).await
+        }
         _ => Err(RpcError::new(
             code::METHOD_NOT_FOUND,
             format!("unknown method {method:?}"),

@@ -7,6 +7,7 @@
 //! touch the replica and keeps no sync state.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use heph_core::Op;
@@ -16,6 +17,8 @@ use heph_core::wire::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use super::auth::{AfterUnauthorized, SpokeAuth};
 
 /// How long to wait for a TCP (and TLS) connection to the hub.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -183,11 +186,28 @@ pub fn classify_text(chain: &[String]) -> Cause {
     }
 }
 
+/// The `error_description` of a 401's `WWW-Authenticate: Bearer …` header.
+fn bearer_error_description(resp: &reqwest::Response) -> String {
+    let header = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    header
+        .split("error_description=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|d| d.chars().take(300).collect())
+        .unwrap_or_else(|| "401 Unauthorized".to_owned())
+}
+
 /// A client for one hub. Cheap to clone.
 #[derive(Clone)]
 pub struct HubClient {
     http: reqwest::Client,
     hub: HubUrl,
+    /// The sign-in whose bearer token goes with every request.
+    auth: Option<Arc<SpokeAuth>>,
 }
 
 impl HubClient {
@@ -222,7 +242,57 @@ impl HubClient {
         let http = builder
             .build()
             .map_err(|e| SyncError::Setup(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { http, hub })
+        Ok(Self {
+            http,
+            hub,
+            auth: None,
+        })
+    }
+
+    /// Sends `auth`'s bearer token with every request.
+    pub fn with_auth(mut self, auth: Arc<SpokeAuth>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// The sign-in, if any.
+    pub fn auth(&self) -> Option<Arc<SpokeAuth>> {
+        self.auth.clone()
+    }
+
+    /// Sends a request built by `build`, with the bearer token. A 401 gets
+    /// one refresh and one retry; a 403 `not_member` and every answer are
+    /// reported to the sign-in's health.
+    async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SyncError> {
+        let mut retried = false;
+        loop {
+            let mut request = build();
+            if let Some(auth) = &self.auth {
+                if let Some(token) = auth.bearer().await {
+                    request = request.bearer_auth(token.expose());
+                }
+            }
+            let resp = request.send().await.map_err(|e| self.unreachable(e))?;
+            let Some(auth) = &self.auth else {
+                return Ok(resp);
+            };
+            match resp.status().as_u16() {
+                401 => {
+                    let description = bearer_error_description(&resp);
+                    if auth.unauthorized(&description, retried).await == AfterUnauthorized::Retry {
+                        retried = true;
+                        continue;
+                    }
+                }
+                403 => {}
+                s if s < 400 => auth.accepted(),
+                _ => {}
+            }
+            return Ok(resp);
+        }
     }
 
     /// The hub this client talks to.
@@ -254,6 +324,11 @@ impl HubClient {
                     ),
                 ),
             };
+            if status.as_u16() == 403 && code == "not_member" {
+                if let Some(auth) = &self.auth {
+                    auth.not_member(&message);
+                }
+            }
             return Err(SyncError::Rejected {
                 url: self.hub.to_string(),
                 status: status.as_u16(),
@@ -279,26 +354,27 @@ impl HubClient {
             url.push_str(&format!("&wait={wait_secs}"));
         }
         let resp = self
-            .http
-            .get(url)
-            .timeout(REQUEST_TIMEOUT + Duration::from_secs(wait_secs))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(|| {
+                self.http
+                    .get(&url)
+                    .timeout(REQUEST_TIMEOUT + Duration::from_secs(wait_secs))
+            })
+            .await?;
         self.answer(resp).await
     }
 
     /// `POST /sync/push` with an already-encoded `{"ops":[…]}` body.
     pub async fn push_encoded(&self, body: Vec<u8>) -> Result<PushResponse, SyncError> {
+        let body = hyper::body::Bytes::from(body);
         let resp = self
-            .http
-            .post(self.hub.join(route::PUSH))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .timeout(REQUEST_TIMEOUT)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(|| {
+                self.http
+                    .post(self.hub.join(route::PUSH))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .timeout(REQUEST_TIMEOUT)
+                    .body(body.clone())
+            })
+            .await?;
         self.answer(resp).await
     }
 
@@ -318,13 +394,13 @@ impl HubClient {
             params,
         };
         let sent = self
-            .http
-            .post(self.hub.join(route::RPC))
-            .timeout(REQUEST_TIMEOUT)
-            .json(&request)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e));
+            .send(|| {
+                self.http
+                    .post(self.hub.join(route::RPC))
+                    .timeout(REQUEST_TIMEOUT)
+                    .json(&request)
+            })
+            .await;
         let resp: Result<Response, SyncError> = match sent {
             Ok(resp) => self.answer(resp).await,
             Err(e) => Err(e),

@@ -7,6 +7,7 @@
 //! `sync.now`. The per-hub cursors live in the replica's metadata, keyed by
 //! the normalized hub URL; nothing here serves HTTP.
 
+pub mod auth;
 pub mod backoff;
 pub mod hub_client;
 pub mod sync_loop;
@@ -70,6 +71,7 @@ struct Shared {
     events: Events,
     health: Mutex<Health>,
     now: mpsc::Sender<oneshot::Sender<RoundReply>>,
+    auth: Option<Arc<auth::SpokeAuth>>,
 }
 
 impl SyncHandle {
@@ -78,6 +80,7 @@ impl SyncHandle {
         hub: HubUrl,
         db: Db,
         events: Events,
+        auth: Option<Arc<auth::SpokeAuth>>,
     ) -> (Self, mpsc::Receiver<oneshot::Sender<RoundReply>>) {
         let (now, rx) = mpsc::channel(64);
         let handle = Self {
@@ -87,6 +90,7 @@ impl SyncHandle {
                 events,
                 health: Mutex::new(Health::default()),
                 now,
+                auth,
             }),
         };
         (handle, rx)
@@ -102,6 +106,29 @@ impl SyncHandle {
             .health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The spoke's sign-in.
+    pub fn auth(&self) -> Option<&Arc<auth::SpokeAuth>> {
+        self.inner.auth.as_ref()
+    }
+
+    /// A failure as one sentence and its fix; when the sign-in needs the
+    /// user, its cause and the exact login command win.
+    pub fn describe(&self, err: &SyncError) -> (String, Option<String>) {
+        let auth_failure = matches!(
+            err,
+            SyncError::Rejected {
+                status: 401 | 403,
+                ..
+            }
+        );
+        if auth_failure {
+            if let Some((sentence, hint)) = self.auth().and_then(|a| a.action_needed()) {
+                return (format!("{err}; {sentence}"), hint);
+            }
+        }
+        (err.to_string(), err.hint(self.inner.hub.as_str()))
     }
 
     /// Records a successful round; publishes `status` when health changed.
@@ -121,8 +148,7 @@ impl SyncHandle {
 
     /// Records a failed round; publishes `status` when health changed.
     pub(crate) fn failed(&self, err: &SyncError) {
-        let text = err.to_string();
-        let hint = err.hint(self.inner.hub.as_str());
+        let (text, hint) = self.describe(err);
         let changed = {
             let mut h = self.health();
             h.failures = h.failures.saturating_add(1);
@@ -184,6 +210,13 @@ impl SyncHandle {
                 None,
                 None,
             ),
+        };
+        // While the sign-in needs the user, its cause and the exact login
+        // command are the truth about sync, even if a round still succeeds
+        // on an access token that is about to run out.
+        let (last_error, hint) = match self.auth().and_then(|a| a.action_needed()) {
+            Some((sentence, auth_hint)) => (Some(sentence), auth_hint.or(hint)),
+            None => (last_error, hint),
         };
         SyncStatus {
             configured: true,

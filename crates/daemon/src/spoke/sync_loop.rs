@@ -281,7 +281,7 @@ impl SyncLoop {
             }
             tracing::warn!(hub = %self.origin, error = %e, "sync failed");
             self.handle.failed(&e);
-            let reply = (e.to_string(), e.hint(&self.origin));
+            let reply = self.handle.describe(&e);
             for w in waiters.drain(..) {
                 let _ = w.send(Err(reply.clone()));
             }
