@@ -316,8 +316,14 @@ fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
     };
     login_cmd.issuer = Some(issuer.clone());
     login_cmd.client_id = Some(client_id.clone());
-    // Open the store first: a locked keyring should fail before the user approves anything.
+    // Try the store first: a locked or absent keyring should fail before
+    // the user approves anything.
     let store = open_store(&r.store)?;
+    if let Err(e) = store.load(&hub)
+        && e.is_keyring()
+    {
+        return Err(store_error(e));
+    }
     let provider = oidc
         .discover(&issuer)
         .map_err(|e| auth_error(e, &login_cmd))?;
