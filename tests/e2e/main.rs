@@ -4,6 +4,7 @@
 mod cli;
 mod daemon;
 mod harness;
+mod oidc_hub;
 mod oidc_support;
 mod sync;
 mod tui;

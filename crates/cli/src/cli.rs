@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    add, auth, daemon, demo, done, edit, link, list, note, rm, show, sync, tag, tags,
+    add, auth, daemon, demo, done, edit, hub, link, list, note, rm, show, sync, tag, tags,
 };
 use crate::exit::EXIT_CODES_HELP;
 
@@ -89,6 +89,8 @@ pub enum Command {
     Sync(sync::Args),
     /// Sign in to the hub (device code flow), show sign-in health, sign out
     Auth(auth::Args),
+    /// Manage who may use the hub: grant, revoke, members (run on the hub machine)
+    Hub(hub::Args),
     /// Start, stop and install the heph daemon (hephd)
     Daemon(daemon::Args),
     /// Run a short, self-contained demo in a temporary directory

@@ -35,6 +35,10 @@ pub mod method {
     /// Re-reads the token store (after `heph auth login` or `logout`); returns `auth.status`.
     pub const AUTH_RELOAD: &str = "auth.reload";
     pub const EVENTS_SUBSCRIBE: &str = "events.subscribe";
+    /// Hub members (server mode; the local socket or an owner's token).
+    pub const HUB_GRANT: &str = "hub.grant";
+    pub const HUB_REVOKE: &str = "hub.revoke";
+    pub const HUB_MEMBERS: &str = "hub.members";
     /// The notification method of an `events.subscribe` stream.
     pub const EVENT: &str = "event";
 }
@@ -330,4 +334,20 @@ pub enum Event {
     Resync { skipped: u64 },
     /// Sync or auth health changed: call `sync.status` / `auth.status`.
     Status,
+}
+
+/// A member of a hub: an OpenID subject and its role (`owner`, `writer`, `reader`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubMember {
+    pub sub: String,
+    pub role: String,
+}
+
+/// The result of `hub.members`, `hub.grant` and `hub.revoke`: every member afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubMembers {
+    pub members: Vec<HubMember>,
+    /// What the call changed, as one sentence (empty for `hub.members`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }

@@ -63,6 +63,14 @@ pub mod error_code {
     pub const STORE: &str = "store";
     /// The hub is shutting down.
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// 401: no bearer token, or one the hub does not accept (see `WWW-Authenticate`).
+    pub const INVALID_TOKEN: &str = "invalid_token";
+    /// 403: a valid token whose subject is not a member of this hub.
+    pub const NOT_MEMBER: &str = "not_member";
+    /// 403: a member whose role does not allow this request (a reader pushing).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// 503: the identity provider or its JWKS cannot be reached to verify tokens.
+    pub const AUTH_UNAVAILABLE: &str = "auth_unavailable";
 }
 
 /// `POST /sync/push` request body.

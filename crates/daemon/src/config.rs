@@ -90,6 +90,21 @@ pub struct Args {
     /// Server mode: serve without bearer verification. Only on a loopback address.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Server mode: accept access tokens from this OpenID issuer (needs --oidc-audience).
+    #[arg(long, value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// Server mode: the audience (`aud`) every access token must carry.
+    #[arg(long, value_name = "AUD")]
+    pub oidc_audience: Option<String>,
+    /// Server mode: the OIDC client id spokes should sign in with [default: heph].
+    #[arg(long, value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// Server mode: the scopes spokes should request [default: "openid offline_access"].
+    #[arg(long, value_name = "SCOPES")]
+    pub oidc_scopes: Option<String>,
+    /// Server mode: make this OpenID subject an owner of the hub (kept in its database).
+    #[arg(long, value_name = "SUB")]
+    pub owner_sub: Option<String>,
     /// The hub to sync with (local mode) or to forward every RPC to (client mode).
     #[arg(long, value_name = "URL")]
     pub hub_url: Option<String>,
@@ -128,6 +143,11 @@ pub struct Config {
     pub tls_key: Option<Setting<PathBuf>>,
     pub public_url: Option<Setting<String>>,
     pub insecure_no_auth: Setting<bool>,
+    pub oidc_issuer: Option<Setting<String>>,
+    pub oidc_audience: Option<Setting<String>>,
+    pub oidc_client_id: Setting<String>,
+    pub oidc_scopes: Setting<String>,
+    pub owner_sub: Option<Setting<String>>,
     pub hub_url: Option<Setting<String>>,
     pub hub_ca: Option<Setting<PathBuf>>,
     /// Where the spoke's tokens are kept (the source is that of `token_store`).
@@ -149,6 +169,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "tls_key",
     "public_url",
     "insecure_no_auth",
+    "oidc_issuer",
+    "oidc_audience",
+    "oidc_client_id",
+    "oidc_scopes",
+    "owner_sub",
     "hub_url",
     "hub_ca",
     "token_store",
@@ -277,6 +302,19 @@ impl Config {
                     _ => Err(format!("{s:?} is not true or false")),
                 }
             })?,
+            oidc_issuer: text("oidc_issuer", "--oidc-issuer", &args.oidc_issuer)?,
+            oidc_audience: text("oidc_audience", "--oidc-audience", &args.oidc_audience)?,
+            oidc_client_id: layers.get_or(
+                "oidc_client_id",
+                args.oidc_client_id.clone().map(|c| ("--oidc-client-id", c)),
+                "heph",
+            )?,
+            oidc_scopes: layers.get_or(
+                "oidc_scopes",
+                args.oidc_scopes.clone().map(|c| ("--oidc-scopes", c)),
+                "openid offline_access",
+            )?,
+            owner_sub: text("owner_sub", "--owner-sub", &args.owner_sub)?,
             hub_url: text("hub_url", "--hub-url", &args.hub_url)?,
             hub_ca: path("hub_ca", "--hub-ca", &args.hub_ca)?,
             token_store: heph_auth::StoreConfig::resolve(
@@ -352,7 +390,19 @@ impl Config {
                 rows.push((key, s.value.display().to_string(), &s.source));
             }
         }
-        for (key, setting) in [("public_url", &self.public_url), ("hub_url", &self.hub_url)] {
+        for (key, setting) in [
+            ("oidc_client_id", &self.oidc_client_id),
+            ("oidc_scopes", &self.oidc_scopes),
+        ] {
+            rows.push((key, setting.value.clone(), &setting.source));
+        }
+        for (key, setting) in [
+            ("public_url", &self.public_url),
+            ("oidc_issuer", &self.oidc_issuer),
+            ("oidc_audience", &self.oidc_audience),
+            ("owner_sub", &self.owner_sub),
+            ("hub_url", &self.hub_url),
+        ] {
             if let Some(s) = setting {
                 rows.push((key, s.value.clone(), &s.source));
             }

@@ -90,6 +90,64 @@ struct HubSettings {
     addr: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     public_url: String,
+    auth: hub::auth::Policy,
+    owner_sub: Option<String>,
+}
+
+/// The hub's auth policy from the OIDC flags (or `--insecure-no-auth`).
+fn hub_policy(config: &Config, addr: SocketAddr) -> Result<hub::auth::Policy, DaemonError> {
+    match (&config.oidc_issuer, &config.oidc_audience) {
+        (Some(issuer), Some(audience)) => {
+            if config.insecure_no_auth.value {
+                return Err(DaemonError::Settings(
+                    "--insecure-no-auth and --oidc-issuer exclude each other; drop --insecure-no-auth".into(),
+                ));
+            }
+            let url = HubUrl::parse(&issuer.value).map_err(|e| {
+                DaemonError::Settings(format!("--oidc-issuer: {e} (from {})", issuer.source))
+            })?;
+            if !url.is_https() && !url.is_loopback() {
+                return Err(DaemonError::Settings(format!(
+                    "--oidc-issuer {} is plain http:// to another machine, so its keys could be forged in transit; use its https:// URL",
+                    issuer.value
+                )));
+            }
+            if audience.value.trim().is_empty() {
+                return Err(DaemonError::Settings(
+                    "--oidc-audience is empty; give the audience (aud) the provider puts in access tokens for this hub".into(),
+                ));
+            }
+            let settings = hub::bearer::OidcSettings {
+                issuer: issuer.value.trim_end_matches('/').to_owned(),
+                audience: audience.value.clone(),
+                client_id: config.oidc_client_id.value.clone(),
+                scopes: config
+                    .oidc_scopes
+                    .value
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            let verifier =
+                hub::bearer::Verifier::new(settings, hub::jwks::JwksPolicy::default())
+                    .map_err(|e| DaemonError::Settings(e.to_string()))?;
+            Ok(hub::auth::Policy::Oidc(Arc::new(verifier)))
+        }
+        (Some(_), None) | (None, Some(_)) => Err(DaemonError::Settings(
+            "--oidc-issuer and --oidc-audience go together; give both (see docs/operations.md)".into(),
+        )),
+        (None, None) if config.insecure_no_auth.value => {
+            if !addr.ip().is_loopback() {
+                return Err(DaemonError::Settings(format!(
+                    "--insecure-no-auth is only allowed on a loopback address, and {addr} is not one; use --listen 127.0.0.1:PORT"
+                )));
+            }
+            Ok(hub::auth::Policy::InsecureNoAuth)
+        }
+        (None, None) => Err(DaemonError::Settings(
+            "--mode server needs bearer verification: add --oidc-issuer URL --oidc-audience AUD (see docs/operations.md), or --insecure-no-auth with a loopback --listen address for a test hub".into(),
+        )),
+    }
 }
 
 fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
@@ -104,16 +162,15 @@ fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
             "--listen {listen:?} is not an IP address and port, e.g. 127.0.0.1:7447 or [::]:7447"
         ))
     })?;
-    if !config.insecure_no_auth.value {
-        return Err(DaemonError::Settings(
-            "--mode server needs bearer verification, which this version does not have yet; to run a hub on this machine only, add --insecure-no-auth with a loopback --listen address".into(),
-        ));
-    }
-    if !addr.ip().is_loopback() {
-        return Err(DaemonError::Settings(format!(
-            "--insecure-no-auth is only allowed on a loopback address, and {addr} is not one; use --listen 127.0.0.1:PORT"
-        )));
-    }
+    let auth = hub_policy(config, addr)?;
+    let owner_sub = match &config.owner_sub {
+        Some(s) => {
+            hub::members::check_sub(&s.value)
+                .map_err(|e| DaemonError::Settings(format!("--owner-sub: {e}")))?;
+            Some(s.value.clone())
+        }
+        None => None,
+    };
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(hub::load_tls(&cert.value, &key.value)?),
         (None, None) => None,
@@ -133,6 +190,8 @@ fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
         addr,
         tls,
         public_url,
+        auth,
+        owner_sub,
     })
 }
 
@@ -203,6 +262,11 @@ pub async fn run_with_clock(
         raise_fd_limit();
         Some(settings)
     } else {
+        if config.owner_sub.is_some() || config.oidc_issuer.is_some() {
+            return Err(DaemonError::Settings(
+                "--owner-sub and --oidc-issuer configure a hub; use them with --mode server".into(),
+            ));
+        }
         None
     };
 
@@ -215,6 +279,18 @@ pub async fn run_with_clock(
         .call(|r| heph_core::Store::last_seq(r.store()))
         .await
         .map_err(|_| DaemonError::Settings("the database thread stopped at start".into()))??;
+    if let Some(sub) = hub_settings.as_ref().and_then(|s| s.owner_sub.clone()) {
+        let seeded = db
+            .call({
+                let sub = sub.clone();
+                move |r| hub::members::seed_owner(r, &sub)
+            })
+            .await
+            .map_err(|_| DaemonError::Settings("the database thread stopped at start".into()))??;
+        if seeded {
+            tracing::info!(sub = %sub, "--owner-sub: made this subject an owner of the hub");
+        }
+    }
     let tcp = match &hub_settings {
         Some(s) => Some(
             tokio::net::TcpListener::bind(s.addr)
@@ -277,16 +353,19 @@ pub async fn run_with_clock(
             } else {
                 settings.public_url.clone()
             };
+            let insecure = matches!(settings.auth, hub::auth::Policy::InsecureNoAuth);
             let state = Arc::new(hub::routes::HubState {
                 ctx: ctx.clone(),
                 db: db.clone(),
-                auth: hub::auth::Policy::InsecureNoAuth,
+                auth: settings.auth,
                 public_url,
                 shutdown: shutdown.clone(),
             });
-            tracing::warn!(
-                "the hub runs with --insecure-no-auth: every local process that can reach {bound} may read and write all data"
-            );
+            if insecure {
+                tracing::warn!(
+                    "the hub runs with --insecure-no-auth: every local process that can reach {bound} may read and write all data"
+                );
+            }
             tracing::info!("hub listening on {scheme}://{bound}");
             Some(tokio::spawn(hub::serve::serve(
                 tcp,

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod demo;
 pub mod done;
 pub mod edit;
+pub mod hub;
 pub mod link;
 pub mod list;
 pub mod note;
@@ -50,6 +51,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(ctx, args),
         Command::Sync(args) => sync::run(ctx, args),
         Command::Auth(args) => auth::run(ctx, args),
+        Command::Hub(args) => hub::run(ctx, args),
     }
 }
 

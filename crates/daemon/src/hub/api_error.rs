@@ -15,6 +15,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// `Retry-After` seconds (503s; defaults to 5).
+    pub retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge (401s).
+    pub www_authenticate: Option<String>,
 }
 
 impl ApiError {
@@ -24,6 +28,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+            www_authenticate: None,
         }
     }
 
@@ -81,8 +87,15 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
+                axum::http::HeaderValue::from(self.retry_after.unwrap_or(5)),
             );
+        }
+        if let Some(challenge) = self
+            .www_authenticate
+            .and_then(|c| axum::http::HeaderValue::from_str(&c).ok())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, challenge);
         }
         resp
     }

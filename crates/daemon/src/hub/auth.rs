@@ -2,18 +2,25 @@
 //!
 //! Every protected route (push, pull, rpc) passes through [`require`], which
 //! asks the configured [`Policy`] for a [`Caller`] and stores it in the
-//! request's extensions; handlers read it from there. Bearer verification
-//! (DESIGN §7.1) plugs in here as another policy, without touching the
-//! routes. Public routes (`/healthz`, the protected-resource metadata) do
-//! not pass through it. It must never log a token.
+//! request's extensions; handlers read it from there and check the role
+//! they need with [`Caller::allows`]. With OpenID configured the policy
+//! verifies the bearer token ([`bearer`](super::bearer)) and looks the
+//! subject up in the members table ([`members`](super::members)); every
+//! outcome maps to 401, 403 or 503 here — never 500. Public routes
+//! (`/healthz`, the protected-resource metadata) do not pass through it. It
+//! never logs a token: refusals log the reason only.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use heph_core::wire::error_code;
 
 use super::api_error::ApiError;
+use super::bearer::{Rejection, Verdict, Verifier};
+use super::members::{self, Membership, Role};
 use super::routes::HubState;
 
 /// Who a request comes from.
@@ -22,29 +29,167 @@ use super::routes::HubState;
 pub enum Caller {
     /// Nobody verified: the hub runs with `--insecure-no-auth` on loopback.
     Unverified,
+    /// A verified member.
+    Member { sub: String, role: Role },
+}
+
+impl Caller {
+    /// Whether this caller has at least `role`.
+    pub fn allows(&self, role: Role) -> bool {
+        match self {
+            Caller::Unverified => true,
+            Caller::Member { role: own, .. } => *own >= role,
+        }
+    }
+
+    /// The 403 for a member whose role is below `needed` for `what`.
+    pub fn forbidden(&self, needed: Role, what: &str) -> ApiError {
+        let (sub, role) = match self {
+            Caller::Member { sub, role } => (sub.as_str(), role.as_str()),
+            Caller::Unverified => ("(unverified)", "none"),
+        };
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            error_code::FORBIDDEN,
+            format!(
+                "{sub} is a {role} of this hub and {what} needs {} or above; an owner can run {} on the hub machine",
+                needed.as_str(),
+                members::grant_hint(sub, needed)
+            ),
+        )
+    }
 }
 
 /// How the hub decides who a request comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Policy {
     /// `--insecure-no-auth`: every request is served as [`Caller::Unverified`].
     /// Only allowed on a loopback address (checked at start).
     InsecureNoAuth,
+    /// `--oidc-issuer`/`--oidc-audience`: a bearer token and membership.
+    Oidc(Arc<Verifier>),
 }
 
-impl Policy {
-    /// The caller of a request with these headers, or the refusal to send.
-    pub async fn identify(&self, _headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Policy::InsecureNoAuth => Ok(Caller::Unverified),
+            Policy::InsecureNoAuth => f.write_str("InsecureNoAuth"),
+            Policy::Oidc(v) => write!(f, "Oidc({:?})", v.settings),
         }
     }
 }
 
+impl Policy {
+    /// The caller of a request, or the refusal to send.
+    pub async fn identify(
+        &self,
+        state: &HubState,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Caller, ApiError> {
+        let verifier = match self {
+            Policy::InsecureNoAuth => return Ok(Caller::Unverified),
+            Policy::Oidc(v) => v,
+        };
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        let sub = match verifier.verify(authorization, uri.query()).await {
+            Verdict::Valid { sub } => sub,
+            Verdict::Invalid(rejection) => {
+                tracing::info!(path = %uri.path(), reason = %rejection, "refused a bearer token");
+                return Err(unauthorized(&rejection, &state.public_url));
+            }
+            Verdict::Unavailable {
+                retry_after,
+                reason,
+            } => {
+                tracing::warn!(reason = %reason, "cannot verify a bearer token: the identity provider's keys are unavailable");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    error_code::AUTH_UNAVAILABLE,
+                    format!(
+                        "the hub cannot verify tokens right now because the identity provider is unreachable ({reason}); retry shortly"
+                    ),
+                );
+                e.retry_after = Some(retry_after.as_secs().max(1));
+                return Err(e);
+            }
+        };
+        let lookup_sub = sub.clone();
+        let membership = state
+            .db
+            .call(move |r| members::membership(r, &lookup_sub))
+            .await
+            .map_err(|_| ApiError::shutting_down())?
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    error_code::STORE,
+                    format!("the hub cannot read its members: {e}"),
+                )
+            })?;
+        match membership {
+            Membership::Member(role) => Ok(Caller::Member { sub, role }),
+            Membership::NotMember => {
+                tracing::info!(sub = %sub, "refused a valid token: not a member of this hub");
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    error_code::NOT_MEMBER,
+                    format!(
+                        "{sub} is not a member of this hub; an owner can admit it with {} on the hub machine",
+                        members::grant_hint(&sub, Role::Writer)
+                    ),
+                ))
+            }
+            Membership::Empty => {
+                tracing::warn!(sub = %sub, "refused a valid token: this hub has no members yet");
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    error_code::NOT_MEMBER,
+                    format!(
+                        "this hub has no members yet, so {sub} is not one; on the hub machine restart it with hephd --owner-sub {sub} or run {}",
+                        members::grant_hint(&sub, Role::Owner)
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// The 401 with `WWW-Authenticate` (RFC 6750 §3, RFC 9728 §5.1).
+pub fn unauthorized(rejection: &Rejection, public_url: &str) -> ApiError {
+    let description: String = rejection
+        .to_string()
+        .chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '\''
+            } else {
+                c
+            }
+        })
+        .collect();
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource",
+        public_url.trim_end_matches('/')
+    );
+    let mut e = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        error_code::INVALID_TOKEN,
+        rejection.to_string(),
+    );
+    e.www_authenticate = Some(format!(
+        "Bearer error=\"invalid_token\", error_description=\"{description}\", resource_metadata=\"{metadata}\""
+    ));
+    e
+}
+
 /// Middleware for protected routes: identifies the caller or refuses.
 pub async fn require(State(state): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
-    match state.auth.identify(req.headers()).await {
+    let (headers, uri) = (req.headers().clone(), req.uri().clone());
+    match state.auth.identify(&state, &headers, &uri).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

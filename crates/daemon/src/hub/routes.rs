@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,7 +27,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::api_error::ApiError;
-use super::auth::{self, Policy};
+use super::auth::{self, Caller, Policy};
+use super::members::Role;
 use crate::db::Db;
 use crate::rpc::methods::Context;
 
@@ -89,12 +90,17 @@ async fn healthz() -> Response {
 }
 
 async fn protected_resource(State(state): State<Arc<HubState>>) -> Response {
-    axum::Json(ProtectedResource {
+    let mut meta = ProtectedResource {
         resource: state.public_url.clone(),
         bearer_methods_supported: vec!["header".into()],
         ..ProtectedResource::default()
-    })
-    .into_response()
+    };
+    if let Policy::Oidc(v) = &state.auth {
+        meta.authorization_servers = vec![v.settings.issuer.clone()];
+        meta.heph_client_id = Some(v.settings.client_id.clone());
+        meta.scopes_supported = v.settings.scopes.clone();
+    }
+    axum::Json(meta).into_response()
 }
 
 /// Reads a JSON request body of at most `limit` bytes, refusing compressed
@@ -165,9 +171,13 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 async fn push(
     State(state): State<Arc<HubState>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if !caller.allows(Role::Writer) {
+        return Err(caller.forbidden(Role::Writer, "pushing"));
+    }
     let bytes = read_body(&headers, body, MAX_PUSH_BYTES).await?;
     let req: PushRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::json(&e, r#"{"ops":[…]} with valid ops"#))?;
@@ -363,11 +373,25 @@ async fn pull(
 
 async fn rpc(
     State(state): State<Arc<HubState>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, MAX_RPC_BYTES).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::json(&e, "JSON"))?;
+    // Every method of the request (or batch) must be allowed before any runs.
+    let items: Vec<&Value> = match &value {
+        Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    for item in items {
+        if let Some(method) = item.get("method").and_then(Value::as_str) {
+            let needed = Role::needed_for(method);
+            if !caller.allows(needed) {
+                return Err(caller.forbidden(needed, &format!("the RPC method {method}")));
+            }
+        }
+    }
     let reply = match value {
         Value::Array(items) if items.is_empty() => Some(
             serde_json::to_value(heph_core::rpc::Response::err(

@@ -294,6 +294,9 @@ pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, 
             "this daemon has neither a replica nor a hub to answer from",
         ));
     };
+    if method.starts_with("hub.") {
+        return crate::hub::members::rpc(ctx, db, method, raw).await;
+    }
     type WriteFn = Box<dyn FnOnce(&mut LocalReplica) -> Result<(Node, u64), RpcError> + Send>;
     let write_fn: WriteFn = match method {
         method::NODE_CREATE => {

@@ -1,0 +1,326 @@
+//! Hub members (DESIGN §7.1): which OpenID subjects may use this hub, and
+//! with which [`Role`].
+//!
+//! The table lives in the replica's metadata under [`MEMBERS_KEY`] as one
+//! JSON object `{sub: role}`, read and written on the database thread, so
+//! every change is one transaction and the hub reads it fresh for each
+//! request (no cache to go stale; see docs/decisions.md). This module owns
+//! the `hub.grant`, `hub.revoke` and `hub.members` RPC methods; who may call
+//! them (the local socket, or an owner's token over `/rpc`) is decided by
+//! the caller ([`auth`](super::auth), [`routes`](super::routes)).
+
+use std::collections::BTreeMap;
+
+use heph_core::Store;
+use heph_core::rpc::{HubMember, HubMembers, RpcError, code, method};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::db::{Db, LocalReplica};
+use crate::rpc::methods::{Context, store_error};
+
+/// The metadata key of the members table.
+pub const MEMBERS_KEY: &str = "hub.members";
+
+/// What a member may do. Ordered: each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Pull and read-only RPC.
+    Reader,
+    /// Also push and every node-editing RPC.
+    Writer,
+    /// Also manage members.
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "reader" => Some(Role::Reader),
+            "writer" => Some(Role::Writer),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+
+    /// The least role allowed to call `method` over `/rpc`.
+    pub fn needed_for(method: &str) -> Role {
+        match method {
+            method::NODE_GET
+            | method::NODE_LIST
+            | method::TAGS_LIST
+            | method::DAEMON_INFO
+            | method::SYNC_STATUS
+            | method::AUTH_STATUS => Role::Reader,
+            m if m.starts_with("hub.") => Role::Owner,
+            _ => Role::Writer,
+        }
+    }
+}
+
+/// The command an operator runs on the hub machine to admit `sub`.
+pub fn grant_hint(sub: &str, role: Role) -> String {
+    format!(
+        "heph hub grant {} --role {}",
+        shell_word(sub),
+        role.as_str()
+    )
+}
+
+/// `s` as one shell word (subjects are often UUIDs or emails; quote the rest).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:+=/".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The members table.
+pub fn load(r: &LocalReplica) -> Result<BTreeMap<String, Role>, heph_core::StoreError> {
+    let Some(text) = r.store().meta(MEMBERS_KEY)? else {
+        return Ok(BTreeMap::new());
+    };
+    let raw: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .filter_map(|(sub, role)| Role::parse(&role).map(|r| (sub, r)))
+        .collect())
+}
+
+fn save(
+    r: &mut LocalReplica,
+    members: &BTreeMap<String, Role>,
+) -> Result<(), heph_core::StoreError> {
+    let raw: BTreeMap<&str, &str> = members
+        .iter()
+        .map(|(s, r)| (s.as_str(), r.as_str()))
+        .collect();
+    let text = serde_json::to_string(&raw).unwrap_or_else(|_| "{}".into());
+    r.set_meta(&[(MEMBERS_KEY, &text)])
+}
+
+/// What the hub knows about a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    Member(Role),
+    NotMember,
+    /// The hub has no member at all.
+    Empty,
+}
+
+/// Looks `sub` up.
+pub fn membership(r: &LocalReplica, sub: &str) -> Result<Membership, heph_core::StoreError> {
+    let members = load(r)?;
+    Ok(match members.get(sub) {
+        Some(role) => Membership::Member(*role),
+        None if members.is_empty() => Membership::Empty,
+        None => Membership::NotMember,
+    })
+}
+
+/// Makes `sub` an owner when it is not a member yet (`hephd --owner-sub`).
+pub fn seed_owner(r: &mut LocalReplica, sub: &str) -> Result<bool, heph_core::StoreError> {
+    let mut members = load(r)?;
+    if members.get(sub) == Some(&Role::Owner) {
+        return Ok(false);
+    }
+    members.insert(sub.to_owned(), Role::Owner);
+    save(r, &members)?;
+    Ok(true)
+}
+
+/// Checks a subject given to grant/revoke.
+pub fn check_sub(sub: &str) -> Result<(), String> {
+    if sub.is_empty() || sub.len() > 255 || sub.chars().any(char::is_control) {
+        return Err("a subject is 1 to 255 printable characters: the sub claim of the member's tokens (heph auth status shows it)".into());
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantParams {
+    sub: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeParams {
+    sub: String,
+}
+
+fn listing(members: &BTreeMap<String, Role>, message: String) -> HubMembers {
+    HubMembers {
+        members: members
+            .iter()
+            .map(|(sub, role)| HubMember {
+                sub: sub.clone(),
+                role: role.as_str().to_owned(),
+            })
+            .collect(),
+        message,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> RpcError {
+    RpcError::new(code::INVALID_PARAMS, message)
+}
+
+fn grant(r: &mut LocalReplica, p: GrantParams) -> Result<HubMembers, RpcError> {
+    check_sub(&p.sub).map_err(invalid)?;
+    let role = Role::parse(&p.role).ok_or_else(|| {
+        invalid(format!(
+            "{:?} is not a role; use owner, writer or reader",
+            p.role
+        ))
+    })?;
+    let mut members = load(r).map_err(store_error)?;
+    let before = members.get(&p.sub).copied();
+    let owners = members.values().filter(|r| **r == Role::Owner).count();
+    if before == Some(Role::Owner) && role != Role::Owner && owners == 1 {
+        return Err(invalid(format!(
+            "{} is the hub's only owner; grant another owner first, then change this one",
+            p.sub
+        )));
+    }
+    members.insert(p.sub.clone(), role);
+    save(r, &members).map_err(store_error)?;
+    let message = match before {
+        Some(b) if b == role => format!("{} already was a {}", p.sub, role.as_str()),
+        Some(b) => format!(
+            "{} is now a {} (was a {})",
+            p.sub,
+            role.as_str(),
+            b.as_str()
+        ),
+        None => format!("{} is now a {}", p.sub, role.as_str()),
+    };
+    Ok(listing(&members, message))
+}
+
+fn revoke(r: &mut LocalReplica, p: RevokeParams) -> Result<HubMembers, RpcError> {
+    let mut members = load(r).map_err(store_error)?;
+    let owners = members.values().filter(|r| **r == Role::Owner).count();
+    match members.get(&p.sub) {
+        None => {
+            return Err(RpcError::new(
+                code::NOT_FOUND,
+                format!(
+                    "{} is not a member of this hub; heph hub members lists them",
+                    p.sub
+                ),
+            ));
+        }
+        Some(Role::Owner) if owners == 1 => {
+            return Err(invalid(format!(
+                "{} is the hub's only owner; grant another owner first, then revoke this one",
+                p.sub
+            )));
+        }
+        Some(_) => {}
+    }
+    members.remove(&p.sub);
+    save(r, &members).map_err(store_error)?;
+    Ok(listing(
+        &members,
+        format!("{} is no longer a member", p.sub),
+    ))
+}
+
+/// Runs `hub.grant`, `hub.revoke` or `hub.members` on a hub's replica.
+pub async fn rpc(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value, RpcError> {
+    if ctx.info.mode != "server" {
+        return Err(RpcError::new(
+            code::NOT_CONFIGURED,
+            format!(
+                "{method} manages a hub's members and this daemon is not a hub; run it on the hub machine"
+            ),
+        ));
+    }
+    let raw = if raw.is_null() {
+        serde_json::json!({})
+    } else {
+        raw
+    };
+    let bad = |e: serde_json::Error| invalid(format!("invalid params for {method}: {e}"));
+    let result = match method {
+        method::HUB_MEMBERS => {
+            let _: serde_json::Map<String, Value> = serde_json::from_value(raw).map_err(bad)?;
+            db.call(|r| {
+                load(r)
+                    .map(|m| listing(&m, String::new()))
+                    .map_err(store_error)
+            })
+            .await
+        }
+        method::HUB_GRANT => {
+            let p: GrantParams = serde_json::from_value(raw).map_err(bad)?;
+            db.call(move |r| grant(r, p)).await
+        }
+        method::HUB_REVOKE => {
+            let p: RevokeParams = serde_json::from_value(raw).map_err(bad)?;
+            db.call(move |r| revoke(r, p)).await
+        }
+        _ => {
+            return Err(RpcError::new(
+                code::METHOD_NOT_FOUND,
+                format!("no method {method}; the hub has hub.grant, hub.revoke and hub.members"),
+            ));
+        }
+    };
+    let members = result.map_err(|_| {
+        RpcError::new(
+            code::SHUTTING_DOWN,
+            "the daemon is shutting down; try again once it has restarted",
+        )
+    })??;
+    if method != method::HUB_MEMBERS {
+        tracing::info!(method, change = %members.message, "hub members changed");
+    }
+    serde_json::to_value(members).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_order_and_method_needs() {
+        assert!(Role::Owner > Role::Writer && Role::Writer > Role::Reader);
+        assert_eq!(Role::needed_for("node.list"), Role::Reader);
+        assert_eq!(Role::needed_for("node.create"), Role::Writer);
+        assert_eq!(Role::needed_for("sync.now"), Role::Writer);
+        assert_eq!(Role::needed_for("hub.members"), Role::Owner);
+        assert_eq!(Role::needed_for("hub.grant"), Role::Owner);
+        assert_eq!(Role::needed_for("future.method"), Role::Writer);
+    }
+
+    #[test]
+    fn grant_hint_quotes_subjects_for_the_shell() {
+        assert_eq!(
+            grant_hint("alice", Role::Writer),
+            "heph hub grant alice --role writer"
+        );
+        assert_eq!(
+            grant_hint("a b'c", Role::Owner),
+            r"heph hub grant 'a b'\''c' --role owner"
+        );
+        assert_eq!(
+            grant_hint("auth0|123", Role::Reader),
+            "heph hub grant 'auth0|123' --role reader"
+        );
+    }
+}
