@@ -379,7 +379,7 @@ fn store_health(e: &StoreError) -> Health {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use axum::extract::State as AxState;
     use axum::routing::{get, post};
@@ -391,13 +391,13 @@ mod tests {
     /// A fake provider: discovery, and a token endpoint that answers refreshes
     /// from a script and records the refresh tokens it was sent.
     #[derive(Clone, Default)]
-    struct Fake {
-        issuer: Arc<Mutex<String>>,
-        script: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
-        seen: Arc<Mutex<Vec<String>>>,
+    pub(crate) struct Fake {
+        pub(crate) issuer: Arc<Mutex<String>>,
+        pub(crate) script: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
+        pub(crate) seen: Arc<Mutex<Vec<String>>>,
     }
 
-    async fn start_fake() -> Fake {
+    pub(crate) async fn start_fake() -> Fake {
         let fake = Fake::default();
         let app = Router::new()
             .route(
@@ -430,7 +430,7 @@ mod tests {
         fake
     }
 
-    fn tokens(issuer: &str, expires_at_ms: u64) -> TokenSet {
+    pub(crate) fn tokens(issuer: &str, expires_at_ms: u64) -> TokenSet {
         TokenSet {
             access_token: AccessToken::new("at-1"),
             refresh_token: Some(RefreshToken::new("rt-1")),

@@ -531,6 +531,111 @@ mod tests {
         assert!(text.contains("refused"), "{text}");
     }
 
+    /// A hub that accepts only `Bearer at-2` on pulls, refuses pushes as a
+    /// non-member, and records every `Authorization` header.
+    async fn fake_hub(seen: Arc<std::sync::Mutex<Vec<String>>>) -> HubUrl {
+        use axum::http::{HeaderMap, StatusCode, header};
+        use axum::routing::{get, post};
+        let pull = move |headers: HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                seen.lock().unwrap().push(auth.clone());
+                if auth == "Bearer at-2" {
+                    (
+                        StatusCode::OK,
+                        HeaderMap::new(),
+                        r#"{"ops":[],"next":0,"more":false}"#,
+                    )
+                } else {
+                    let mut h = HeaderMap::new();
+                    h.insert(
+                        header::WWW_AUTHENTICATE,
+                        r#"Bearer error="invalid_token", error_description="the token has expired""#
+                            .parse()
+                            .unwrap(),
+                    );
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        h,
+                        r#"{"error":"invalid_token","message":"expired"}"#,
+                    )
+                }
+            }
+        };
+        let app = axum::Router::new().route(route::PULL, get(pull)).route(
+            route::PUSH,
+            post(|| async {
+                (
+                    axum::http::StatusCode::FORBIDDEN,
+                    r#"{"error":"not_member","message":"alice is not a member of this hub; its owner can run heph hub grant alice --role writer"}"#,
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = HubUrl::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_request_carries_the_bearer_and_a_401_refreshes_once() {
+        use crate::spoke::auth::tests::{start_fake, tokens};
+        use heph_auth::TokenStore;
+        let provider = start_fake().await;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hub = fake_hub(seen.clone()).await;
+        let store = Arc::new(heph_auth::store::MemoryStore::default());
+        let issuer = provider.issuer.lock().unwrap().clone();
+        let now = 1_000_000;
+        store.save(&hub, &tokens(&issuer, now + 600_000)).unwrap();
+        let auth = Arc::new(SpokeAuth::new(
+            store.clone(),
+            hub.clone(),
+            Arc::new(heph_core::hlc::ManualClock::new(now)),
+            crate::events::Events::new(),
+        ));
+        auth.reload().await;
+        provider.script.lock().unwrap().push((
+            200,
+            serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300}),
+        ));
+        let client = HubClient::new(hub.clone(), None)
+            .unwrap()
+            .with_auth(auth.clone());
+        let page = client.pull(0, 10, 0).await.unwrap();
+        assert_eq!(page.next, 0);
+        assert_eq!(*seen.lock().unwrap(), ["Bearer at-1", "Bearer at-2"]);
+        assert_eq!(*provider.seen.lock().unwrap(), ["rt-1"]);
+        assert_eq!(
+            store
+                .load(&hub)
+                .unwrap()
+                .unwrap()
+                .refresh_token
+                .unwrap()
+                .expose(),
+            "rt-2"
+        );
+
+        // A 403 not_member becomes the auth state, with the grant command.
+        let err = client.push(&[]).await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Rejected { status: 403, .. }),
+            "{err:?}"
+        );
+        let s = auth.status();
+        assert_eq!((s.state.as_str(), s.action_needed), ("not_member", true));
+        assert_eq!(
+            s.hint.as_deref(),
+            Some("ask the hub's owner to run: heph hub grant alice --role writer")
+        );
+    }
+
     #[test]
     fn a_missing_ca_file_is_a_clear_error() {
         let hub = HubUrl::parse("https://hub.example").unwrap();
