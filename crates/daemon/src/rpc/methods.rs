@@ -470,7 +470,11 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
         }
         method::AUTH_STATUS | method::AUTH_RELOAD => {
             let _: Value = params::<Value>(method, raw)?;
-            auth_rpc(ctx.sync.as_ref().and_then(|s| s.auth().cloned()), method).await
+            let status = auth_rpc(ctx.sync.as_ref().and_then(|s| s.auth().cloned()), method).await;
+            if let (Some(sync), method::AUTH_RELOAD) = (&ctx.sync, method) {
+                sync.wake();
+            }
+            status
         }
         _ => Err(RpcError::new(
             code::METHOD_NOT_FOUND,

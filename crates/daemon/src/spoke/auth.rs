@@ -327,7 +327,12 @@ impl SpokeAuth {
         let login = self.login_command();
         let (health, info) = {
             let s = self.state();
-            (s.health.clone(), s.tokens.as_ref().map(TokenSet::info))
+            let health = match (&s.health, &s.tokens) {
+                // Idle between requests, a valid token turns due on its own.
+                (Some(Health::Valid { .. }), Some(t)) => Some(self.valid(t)),
+                (h, _) => h.clone(),
+            };
+            (health, s.tokens.as_ref().map(TokenSet::info))
         };
         let hub = self.hub.to_string();
         let (state, action_needed, message, hint) = match &health {
@@ -468,6 +473,7 @@ pub(crate) mod tests {
         assert!(fake.seen.lock().unwrap().is_empty());
         // 2 s later: within the 30 s skew, so the next request refreshes first.
         clock.advance(2_000);
+        assert_eq!(auth.status().state, "refresh_due");
         fake.script.lock().unwrap().push((
             200,
             serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300}),

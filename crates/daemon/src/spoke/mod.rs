@@ -230,6 +230,13 @@ impl SyncHandle {
         }
     }
 
+    /// Starts a round at once (interrupting a backoff) without waiting for
+    /// it: after a new sign-in, sync resumes right away.
+    pub fn wake(&self) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.inner.now.try_send(tx);
+    }
+
     /// `sync.now`: runs a round at once (interrupting a backoff) and waits for it.
     pub async fn sync_now(&self) -> Result<SyncStatus, RpcError> {
         let (tx, rx) = oneshot::channel();
