@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod harness;
 mod oidc_hub;
+mod oidc_spoke;
 mod oidc_support;
 mod sync;
 mod tui;

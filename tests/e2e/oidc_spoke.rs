@@ -1,0 +1,670 @@
+//! The spoke half of OpenID Connect, end to end: the real `heph auth login`
+//! against the real test provider (`tests/oidc/provider.mjs`), approved
+//! through the provider's own pages, and a real hub verifying the bearer
+//! tokens. Login → sync with a bearer → silent refresh with rotation →
+//! a revoked refresh token → NeedsLogin with the exact command → login again
+//! → nothing lost; the provider stopped → Unreachable; a denied login; and
+//! no token anywhere it must not be (logs, argv, messages, `--json`).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, TestEnv, wait_until};
+use crate::oidc_support::{OidcOptions, OidcProvider, encode_form, http};
+
+const AUDIENCE: &str = "heph-e2e-hub";
+/// Access tokens live 32 s, so with the 30 s refresh margin a token is due
+/// for refresh 2 s after it was issued: every refresh below happens within
+/// a few seconds, without waiting out a real lifetime.
+const SHORT_TTL: u64 = 32;
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A hub verifying the provider's tokens, with `owner` as its owner.
+fn start_oidc_hub(env: &TestEnv, provider: &OidcProvider, owner: &str) -> (Daemon, u16) {
+    let d = env.start_daemon_with(&[
+        "--mode",
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--oidc-issuer",
+        provider.issuer(),
+        "--oidc-audience",
+        AUDIENCE,
+        "--owner-sub",
+        owner,
+    ]);
+    let mut port = None;
+    wait_until("the hub's listening address", LIMIT, || {
+        port = d
+            .log_text()
+            .lines()
+            .filter_map(|l| l.split("hub listening on http://").nth(1))
+            .filter_map(|rest| rest.split(':').nth(1))
+            .filter_map(|p| p.trim().parse::<u16>().ok())
+            .next_back();
+        port.is_some()
+    });
+    (d, port.unwrap())
+}
+
+/// A spoke's home: its env, token file, hub URL, and everything any `heph`
+/// command printed (scanned for secrets at the end).
+struct Spoke {
+    env: TestEnv,
+    tokens: PathBuf,
+    hub: String,
+    printed: Vec<String>,
+    /// The session bus of a test Secret Service, for `--token-store keyring`.
+    keyring: Option<String>,
+}
+
+impl Spoke {
+    fn new(hub_port: u16) -> Self {
+        let env = TestEnv::new();
+        let tokens = env.path().join("config/heph/tokens.json");
+        Self {
+            env,
+            tokens,
+            hub: format!("http://127.0.0.1:{hub_port}"),
+            printed: Vec::new(),
+            keyring: None,
+        }
+    }
+
+    fn start(&self) -> Daemon {
+        self.env.start_daemon_with(&[
+            "--hub-url",
+            &self.hub,
+            "--token-store",
+            "file",
+            "--token-file",
+            self.tokens.to_str().unwrap(),
+        ])
+    }
+
+    fn heph(&self) -> std::process::Command {
+        let mut cmd = self.env.command("heph");
+        match &self.keyring {
+            Some(bus) => cmd
+                .env("HEPH_TOKEN_STORE", "keyring")
+                .env("DBUS_SESSION_BUS_ADDRESS", bus),
+            None => cmd
+                .env("HEPH_TOKEN_STORE", "file")
+                .env("HEPH_TOKEN_FILE", &self.tokens),
+        };
+        cmd.env("HEPH_HUB_URL", &self.hub);
+        cmd
+    }
+
+    /// Runs `heph ARGS`, records its output, returns (exit code, stdout, stderr).
+    fn run(&mut self, args: &[&str]) -> (i32, String, String) {
+        let out: Output = self.heph().args(args).output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        self.printed.push(stdout.clone());
+        self.printed.push(stderr.clone());
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+
+    /// `heph auth login`, approved (or denied) as `user` through the provider's pages.
+    fn login(
+        &mut self,
+        provider: &OidcProvider,
+        user: &str,
+        approve: bool,
+    ) -> (i32, String, String) {
+        let mut child = self
+            .heph()
+            .args(["auth", "login", "--no-browser"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let url = loop {
+            let line = rx
+                .recv_timeout(LIMIT)
+                .expect("heph auth login printed no verification URL");
+            if let Some(url) = line.strip_prefix("  http") {
+                break format!("http{url}");
+            }
+        };
+        assert!(url.contains("user_code="), "{url}");
+        if approve {
+            provider.approve(&url, user);
+        } else {
+            provider.deny(&url);
+        }
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        let mut status = None;
+        wait_until("heph auth login to finish", LIMIT, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        let stderr = reader.join().unwrap();
+        self.printed.push(stdout.clone());
+        self.printed.push(stderr.clone());
+        (status.unwrap().code().unwrap_or(-1), stdout, stderr)
+    }
+
+    /// The stored token set for the hub (the test reads secrets; heph never prints them).
+    fn stored(&self) -> Value {
+        let text = std::fs::read_to_string(&self.tokens).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        doc["tokens"][&self.hub].clone()
+    }
+
+    fn auth_status(&self) -> Value {
+        self.env.client().ok("auth.status", json!({}))
+    }
+
+    /// Runs sync rounds until `auth.status` reaches `state` (bounded).
+    fn sync_until_auth(&self, state: &str) -> Value {
+        let mut last = Value::Null;
+        wait_until(&format!("auth state {state}"), LIMIT, || {
+            let _ = self.env.client().call("sync.now", json!({}));
+            last = self.auth_status();
+            last["state"] == state
+        });
+        last
+    }
+}
+
+/// Starts `cmd` (a `hephd` command of `spoke`'s env) like the harness does,
+/// for daemons that need extra environment.
+fn spoke_daemon(spoke: &Spoke, mut cmd: std::process::Command, args: &[&str]) -> Daemon {
+    let log = spoke.env.path().join("hephd.log");
+    let child = cmd
+        .arg("--db")
+        .arg(&spoke.env.db)
+        .arg("--socket")
+        .arg(&spoke.env.socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, log };
+    wait_until("the daemon to answer", LIMIT, || {
+        crate::harness::Client::connect(&spoke.env.socket)
+            .ok()
+            .and_then(|mut c| c.try_call("daemon.info", json!({})))
+            .is_some()
+    });
+    d
+}
+
+fn add(env: &TestEnv, title: &str) {
+    env.client().ok("node.create", json!({"title": title}));
+}
+
+fn titles(env: &TestEnv) -> BTreeSet<String> {
+    env.client().ok("node.list", json!({}))["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["title"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every token the spoke ever stored, to look for where it must not be.
+fn remember(seen: &mut BTreeSet<String>, stored: &Value) {
+    for key in ["access_token", "refresh_token"] {
+        if let Some(t) = stored[key].as_str() {
+            seen.insert(t.to_owned());
+        }
+    }
+}
+
+#[test]
+fn login_sync_refresh_rotation_revocation_and_login_again() {
+    let provider = OidcProvider::start(
+        AUDIENCE,
+        OidcOptions {
+            access_ttl: SHORT_TTL,
+            rotate_refresh: true,
+            ..OidcOptions::default()
+        },
+    );
+    let hub_env = TestEnv::new();
+    let (_hub, port) = start_oidc_hub(&hub_env, &provider, "alice");
+    let mut spoke = Spoke::new(port);
+    let daemon = spoke.start();
+    let mut secrets = BTreeSet::new();
+    let exact = format!(
+        "heph auth login --hub-url {} --issuer {} --client-id heph",
+        spoke.hub,
+        provider.issuer()
+    );
+
+    // Not signed in: the hub asks for a sign-in and the spoke says how.
+    add(&spoke.env, "before login");
+    let s = spoke.sync_until_auth("needs_login");
+    assert_eq!(s["action_needed"], true);
+    assert_eq!(
+        s["hint"],
+        format!("heph auth login --hub-url {}", spoke.hub)
+    );
+    let (code, out, _) = spoke.run(&["auth", "status"]);
+    assert_eq!(code, 4, "{out}");
+
+    // heph auth login: issuer and client id come from the hub's metadata.
+    let (code, out, err) = spoke.login(&provider, "alice", true);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(&format!(
+            "signed in to {} as alice (issuer {}",
+            spoke.hub,
+            provider.issuer()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("the daemon reloaded them"), "{out}");
+    assert!(err.contains("open this page and approve the code"), "{err}");
+    assert!(err.contains('█') || err.contains('▀'), "a QR code: {err}");
+    let first = spoke.stored();
+    remember(&mut secrets, &first);
+    assert_eq!(
+        std::fs::metadata(&spoke.tokens)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .unwrap(),
+        0o600
+    );
+
+    // Sync with a bearer: the edit made before login reaches the hub.
+    let (code, out, err) = spoke.run(&["sync"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(titles(&hub_env).contains("before login"));
+    let (code, out, _) = spoke.run(&["auth", "status", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["subject"], "alice");
+    assert_eq!(status["issuer"], provider.issuer());
+    assert_eq!(status["store"], format!("file {}", spoke.tokens.display()));
+
+    // Silent refresh before expiry, with the rotated refresh token saved.
+    wait_until("a refresh with a rotated refresh token", LIMIT, || {
+        let _ = spoke.env.client().call("sync.now", json!({}));
+        let now = spoke.stored();
+        remember(&mut secrets, &now);
+        now["refresh_token"] != first["refresh_token"]
+            && now["access_token"] != first["access_token"]
+    });
+    add(&spoke.env, "after refresh");
+    let (code, out, err) = spoke.run(&["sync"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(titles(&hub_env).contains("after refresh"));
+    // The old refresh token was used once: the provider no longer takes it.
+    let (status, body) = provider.refresh(first["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // Revoke the current refresh token behind the spoke's back.
+    let current = spoke.stored();
+    remember(&mut secrets, &current);
+    let revocation = provider.discovery()["revocation_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let form = encode_form([
+        ("token", current["refresh_token"].as_str().unwrap()),
+        ("token_type_hint", "refresh_token"),
+        ("client_id", "heph"),
+    ]);
+    let r = http(
+        "POST",
+        &revocation,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(form.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The next refresh is refused: NeedsLogin with the exact command, everywhere.
+    let s = spoke.sync_until_auth("needs_login");
+    assert_eq!(s["action_needed"], true);
+    assert_eq!(s["hint"], exact.as_str());
+    assert!(
+        s["message"].as_str().unwrap().contains("invalid_grant"),
+        "{s}"
+    );
+    let (code, out, _) = spoke.run(&["auth", "status"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains(&format!("hint: {exact}\n")), "{out}");
+    assert!(out.contains("state    needs_login"), "{out}");
+    let (code, out, _) = spoke.run(&["sync", "--status"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("hint: {exact}\n")), "{out}");
+    assert!(out.contains("sign-in needed for"), "{out}");
+    let (_, out, _) = spoke.run(&["sync", "--status", "--json"]);
+    let sync: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sync["hint"], exact.as_str());
+
+    // Signed out (logout deletes the tokens and reloads the daemon): the hub
+    // refuses every round, edits stay local; a new login resumes sync with
+    // nothing lost.
+    let (code, out, err) = spoke.run(&["auth", "logout"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(&format!("signed out of {}", spoke.hub)),
+        "{out}"
+    );
+    add(&spoke.env, "while signed out");
+    wait_until("sync to fail for want of a sign-in", LIMIT, || {
+        let _ = spoke.env.client().call("sync.now", json!({}));
+        let sync = spoke.env.client().ok("sync.status", json!({}));
+        spoke.auth_status()["state"] == "needs_login" && sync["pending_ops"].as_u64() >= Some(1)
+    });
+    let sync = spoke.env.client().ok("sync.status", json!({}));
+    assert_eq!(
+        sync["hint"],
+        format!(
+            "heph auth login --hub-url {} --issuer {} --client-id heph",
+            spoke.hub,
+            provider.issuer()
+        ),
+        "{sync}"
+    );
+    assert!(!titles(&hub_env).contains("while signed out"));
+    let (code, out, err) = spoke.login(&provider, "alice", true);
+    assert_eq!(code, 0, "{out}{err}");
+    remember(&mut secrets, &spoke.stored());
+    // No `sync.now`: the reload after login starts a round by itself.
+    wait_until("every edit on the hub", LIMIT, || {
+        let t = titles(&hub_env);
+        ["before login", "after refresh", "while signed out"]
+            .iter()
+            .all(|w| t.contains(*w))
+    });
+    let s = spoke.auth_status();
+    assert_eq!(
+        (s["state"].as_str(), s["action_needed"].as_bool()),
+        (Some("valid"), Some(false))
+    );
+    let (code, out, _) = spoke.run(&["sync", "--status"]);
+    assert_eq!(code, 0, "{out}");
+
+    // Logout revokes the refresh token at the provider, then forgets it.
+    let last = spoke.stored();
+    remember(&mut secrets, &last);
+    let (code, out, err) = spoke.run(&["auth", "logout", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (result["revoked"].as_bool(), result["deleted"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let (status, _) = provider.refresh(last["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 400, "the revoked refresh token still works");
+    assert!(spoke.stored().is_null());
+
+    // No token in the logs, argv, messages or --json output.
+    assert!(secrets.len() >= 6, "{}", secrets.len());
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", daemon.pid())).unwrap();
+    let mut places = vec![
+        ("spoke log", daemon.log_text()),
+        (
+            "hub log",
+            hub_env
+                .path()
+                .join("hephd.log")
+                .to_str()
+                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                .unwrap(),
+        ),
+        ("hephd argv", String::from_utf8_lossy(&cmdline).into_owned()),
+        ("auth.status", spoke.auth_status().to_string()),
+        (
+            "sync.status",
+            spoke.env.client().ok("sync.status", json!({})).to_string(),
+        ),
+    ];
+    for (i, p) in spoke.printed.iter().enumerate() {
+        places.push(if i % 2 == 0 {
+            ("heph stdout", p.clone())
+        } else {
+            ("heph stderr", p.clone())
+        });
+    }
+    for (what, text) in &places {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a token appears in the {what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_stopped_provider_is_unreachable_not_a_refusal() {
+    let mut provider = OidcProvider::start(
+        AUDIENCE,
+        OidcOptions {
+            access_ttl: SHORT_TTL,
+            ..OidcOptions::default()
+        },
+    );
+    let hub_env = TestEnv::new();
+    let (_hub, port) = start_oidc_hub(&hub_env, &provider, "alice");
+    let mut spoke = Spoke::new(port);
+    let _daemon = spoke.start();
+    let (code, out, err) = spoke.login(&provider, "alice", true);
+    assert_eq!(code, 0, "{out}{err}");
+
+    provider.stop();
+    let s = spoke.sync_until_auth("unreachable");
+    assert_eq!(s["action_needed"], false, "{s}");
+    let message = s["message"].as_str().unwrap();
+    assert!(message.contains(provider.issuer()), "{message}");
+    assert!(message.contains("refused"), "{message}");
+    let (code, out, _) = spoke.run(&["auth", "status"]);
+    assert_eq!(code, 0, "unreachable heals on its own, no action: {out}");
+    assert!(out.contains("state    unreachable"), "{out}");
+
+    // The provider comes back (same keys and grants): the next refresh works.
+    provider.restart();
+    let s = spoke.sync_until_auth("valid");
+    assert_eq!(s["subject"], "alice");
+}
+
+#[test]
+fn a_denied_login_says_so_and_saves_nothing() {
+    let provider = OidcProvider::start(AUDIENCE, OidcOptions::default());
+    let hub_env = TestEnv::new();
+    let (_hub, port) = start_oidc_hub(&hub_env, &provider, "alice");
+    let mut spoke = Spoke::new(port);
+    let (code, _, err) = spoke.login(&provider, "alice", false);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error: the sign-in was denied at the identity provider (access_denied)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hint: heph auth login --hub-url {} --issuer {} --client-id heph",
+            spoke.hub,
+            provider.issuer()
+        )),
+        "{err}"
+    );
+    assert!(!spoke.tokens.exists());
+    // No daemon runs: status reads the (empty) store and asks for a login.
+    let (code, out, _) = spoke.run(&["auth", "status"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains(&format!("hint: heph auth login --hub-url {}", spoke.hub)),
+        "{out}"
+    );
+}
+
+/// A headless Secret Service: gnome-keyring in its own D-Bus session
+/// (`dbus-run-session`), unlocked with a throw-away password. It ends when
+/// dropped (its shell waits on stdin, which closes).
+struct SecretService {
+    child: std::process::Child,
+    address: String,
+}
+
+impl SecretService {
+    fn start() -> Self {
+        let mut child = std::process::Command::new("dbus-run-session")
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "printf pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1; echo \"$DBUS_SESSION_BUS_ADDRESS\"; exec cat >/dev/null",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-run-session is missing: apt-get install dbus gnome-keyring");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let address = rx
+            .recv_timeout(LIMIT)
+            .expect("gnome-keyring did not start")
+            .trim()
+            .to_owned();
+        assert!(
+            address.starts_with("unix:"),
+            "no session bus address: {address:?}"
+        );
+        Self { child, address }
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        // Closing stdin ends the shell; dbus-run-session then stops its bus,
+        // and gnome-keyring leaves with it. Killing it instead would orphan both.
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_os_keyring_keeps_the_sign_in_across_daemon_restarts() {
+    let keyring = SecretService::start();
+    let provider = OidcProvider::start(AUDIENCE, OidcOptions::default());
+    let hub_env = TestEnv::new();
+    let (_hub, port) = start_oidc_hub(&hub_env, &provider, "alice");
+    let mut spoke = Spoke::new(port);
+    // The keyring instead of the file; the daemon and heph reach the same bus.
+    let start = |spoke: &Spoke| {
+        let mut cmd = spoke.env.command("hephd");
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", &keyring.address);
+        spoke_daemon(
+            spoke,
+            cmd,
+            &["--hub-url", &spoke.hub, "--token-store", "keyring"],
+        )
+    };
+    let mut daemon = start(&spoke);
+    spoke.keyring = Some(keyring.address.clone());
+    let (code, out, err) = spoke.login(&provider, "alice", true);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("tokens saved in keyring"), "{out}");
+    assert!(!spoke.tokens.exists());
+    let s = spoke.sync_until_auth("valid");
+    assert_eq!(
+        (s["store"].as_str(), s["subject"].as_str()),
+        (Some("keyring"), Some("alice"))
+    );
+    daemon.stop();
+    drop(daemon);
+    let _daemon = start(&spoke);
+    add(&spoke.env, "kept in the keyring");
+    let s = spoke.sync_until_auth("valid");
+    assert_eq!(
+        s["subject"], "alice",
+        "the restarted daemon read the keyring: {s}"
+    );
+    wait_until("the edit on the hub", LIMIT, || {
+        let _ = spoke.env.client().call("sync.now", json!({}));
+        titles(&hub_env).contains("kept in the keyring")
+    });
+}
+
+#[test]
+fn without_a_keyring_login_stops_early_and_names_the_file_store() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut spoke = Spoke::new(port);
+    let mut cmd = spoke.heph();
+    cmd.env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .args([
+            "auth",
+            "login",
+            "--token-store",
+            "keyring",
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--client-id",
+            "heph",
+        ]);
+    let started = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a missing keyring must not hang"
+    );
+    assert!(err.starts_with("error: the OS keyring"), "{err}");
+    assert!(
+        err.contains("use --token-store file --token-file PATH instead"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: heph auth login --hub-url URL --token-store file"),
+        "{err}"
+    );
+    spoke.printed.push(err);
+}
