@@ -508,6 +508,36 @@ mod tests {
     }
 
     #[test]
+    fn token_store_settings_resolve_and_print() {
+        let c = resolve(
+            &["--token-store", "file"],
+            &[("HOME", "/h"), ("HEPH_TOKEN_FILE", "/h/tokens.json")],
+            Some("token_load_cmd = \"pass show heph\"\n"),
+        )
+        .unwrap();
+        assert_eq!(c.token_store.value.kind, heph_auth::StoreKind::File);
+        assert_eq!(
+            c.token_store.value.file.as_deref(),
+            Some(std::path::Path::new("/h/tokens.json"))
+        );
+        let text = c.render();
+        assert!(text.contains("token_store = \"file\""), "{text}");
+        assert!(text.contains("token_file = \"/h/tokens.json\""), "{text}");
+        assert!(
+            text.contains("token_load_cmd = \"pass show heph\""),
+            "{text}"
+        );
+        assert!(!text.contains("unknown key"), "{text}");
+        let c = resolve(&[], &[("HOME", "/h")], None).unwrap();
+        assert_eq!(c.token_store.value.kind, heph_auth::StoreKind::Keyring);
+        let err = resolve(&[], &[("HOME", "/h"), ("HEPH_TOKEN_STORE", "vault")], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for token_store (environment HEPH_TOKEN_STORE): \"vault\" is not one of keyring, file, command, memory"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let err = resolve(&[], &[("HOME", "/h"), ("HEPH_LOG_FORMAT", "xml")], None).unwrap_err();
         assert_eq!(

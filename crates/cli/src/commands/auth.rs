@@ -354,6 +354,12 @@ fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
     }
     store.save(&hub, &tokens).map_err(store_error)?;
     let reloaded = reload_daemon(ctx)?;
+    if let Some(note) = reloaded
+        .as_ref()
+        .and_then(|s| daemon_mismatch(s, &hub, &store.describe()))
+    {
+        ctx.out.note(&note);
+    }
     let info = tokens.info();
     if ctx.json() {
         ctx.out.json(&serde_json::json!({
@@ -382,6 +388,20 @@ fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
         ctx.out.print(&text)?;
     }
     Ok(())
+}
+
+/// A warning when the running daemon will not use this sign-in: it syncs
+/// with another hub, or keeps its tokens in another store.
+pub fn daemon_mismatch(daemon: &AuthStatus, hub: &HubUrl, store: &str) -> Option<String> {
+    match (&daemon.hub_url, &daemon.store) {
+        (Some(h), _) if h != hub.as_str() => Some(format!(
+            "warning: the running daemon syncs with {h}, not {hub}; this sign-in is saved for {hub} only"
+        )),
+        (_, Some(s)) if s != store => Some(format!(
+            "warning: the running daemon keeps its tokens in {s}, not {store}, so it does not see this sign-in; sign in with the daemon's store, or restart it with the same --token-store settings (heph daemon restart)"
+        )),
+        _ => None,
+    }
 }
 
 /// The status a store alone tells (no daemon running).
@@ -658,6 +678,41 @@ mod tests {
         assert!(s.hint.unwrap().ends_with("--token-store file"));
         let json = serde_json::to_string(&check(Ok(Some(tokens(NOW, true))))).unwrap();
         assert!(!json.contains("SECRET"), "{json}");
+    }
+
+    #[test]
+    fn a_daemon_on_another_store_or_hub_is_named() {
+        let daemon = |hub: &str, store: &str| AuthStatus {
+            hub_url: Some(hub.into()),
+            store: Some(store.into()),
+            ..AuthStatus::default()
+        };
+        assert_eq!(
+            daemon_mismatch(&daemon("https://hub.example", "keyring"), &hub(), "keyring"),
+            None
+        );
+        let w = daemon_mismatch(
+            &daemon("https://hub.example", "keyring"),
+            &hub(),
+            "file /t.json",
+        )
+        .unwrap();
+        assert!(
+            w.starts_with(
+                "warning: the running daemon keeps its tokens in keyring, not file /t.json"
+            ),
+            "{w}"
+        );
+        let w = daemon_mismatch(
+            &daemon("https://other.example", "keyring"),
+            &hub(),
+            "keyring",
+        )
+        .unwrap();
+        assert!(
+            w.contains("syncs with https://other.example, not https://hub.example"),
+            "{w}"
+        );
     }
 
     #[test]
