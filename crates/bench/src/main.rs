@@ -6,6 +6,7 @@
 //! exits non-zero when any budget is missed, so a script can tell.
 
 mod apply;
+mod auth;
 mod report;
 mod rpc;
 mod sync;
@@ -13,7 +14,7 @@ mod workload;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: heph-bench <apply|rpc|sync|all> [--ops N] [--runs N]
+const USAGE: &str = "usage: heph-bench <apply|rpc|sync|auth|all> [--ops N] [--runs N]
 
 benchmarks:
   apply   DESIGN §9 rows 1-2: fresh apply of 100,000 ops vs a bare SQLite insert,
@@ -24,6 +25,8 @@ benchmarks:
           (1,000,000 vs 1,000 ops), bootstrap of 1,000,000 ops vs a local apply,
           propagation A->B (p50, p99), hub RSS with 1,000 idle long polls, idle spoke RSS
           (needs the release hephd beside heph-bench)
+  auth    hub push+pull requests/s with bearer verification (RS256, JWKS from an
+          in-process test provider, member lookup) vs the same routes without
   all     every benchmark above";
 
 /// Options shared by the benchmarks.
@@ -77,9 +80,11 @@ fn main() -> ExitCode {
         "apply" => apply::run(&opts),
         "rpc" => rpc::run(&opts),
         "sync" => sync::run(&opts),
+        "auth" => auth::run(&opts),
         "all" => apply::run(&opts).and_then(|mut lines| {
             lines.extend(rpc::run(&opts)?);
             lines.extend(sync::run(&opts)?);
+            lines.extend(auth::run(&opts)?);
             Ok(lines)
         }),
         other => {

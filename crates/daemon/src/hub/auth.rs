@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use heph_core::wire::error_code;
@@ -85,16 +85,13 @@ impl Policy {
     pub async fn identify(
         &self,
         state: &HubState,
-        headers: &HeaderMap,
+        authorization: Option<&[u8]>,
         uri: &Uri,
     ) -> Result<Caller, ApiError> {
         let verifier = match self {
             Policy::InsecureNoAuth => return Ok(Caller::Unverified),
             Policy::Oidc(v) => v,
         };
-        let authorization = headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
         let sub = match verifier.verify(authorization, uri.query()).await {
             Verdict::Valid { sub } => sub,
             Verdict::Invalid(rejection) => {
@@ -188,8 +185,12 @@ pub fn unauthorized(rejection: &Rejection, public_url: &str) -> ApiError {
 
 /// Middleware for protected routes: identifies the caller or refuses.
 pub async fn require(State(state): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
-    let (headers, uri) = (req.headers().clone(), req.uri().clone());
-    match state.auth.identify(&state, &headers, &uri).await {
+    // Only what the check needs is copied out: the request itself is not
+    // `Sync`, so it cannot be borrowed across the verification's awaits.
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
+    let uri = req.uri().clone();
+    let token = authorization.as_ref().map(HeaderValue::as_bytes);
+    match state.auth.identify(&state, token, &uri).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
