@@ -440,6 +440,16 @@ impl HubClient {
     /// `sync.status` of a client-mode daemon; with `probe`, asks the hub first.
     pub async fn client_status(&self, _probe: bool) -> heph_core::rpc::SyncStatus {
         let hub = self.hub.to_string();
+        if let Some((sentence, hint)) = self.auth.as_ref().and_then(|a| a.action_needed()) {
+            return heph_core::rpc::SyncStatus {
+                configured: true,
+                hub_url: Some(hub.clone()),
+                hint,
+                last_error: Some(sentence),
+                message: format!("client mode: the hub at {hub} needs a sign-in"),
+                ..Default::default()
+            };
+        }
         match self.health().await {
             Ok(_) => heph_core::rpc::SyncStatus {
                 configured: true,
