@@ -716,6 +716,33 @@ mod tests {
     }
 
     #[test]
+    fn the_prompt_shows_the_page_and_the_code() {
+        let mut d = heph_auth::DeviceAuthorization {
+            device_code: heph_auth::DeviceCode::new("dc-SECRET"),
+            user_code: "WDJB-MJHT".into(),
+            verification_uri: "https://idp.example/device".into(),
+            verification_uri_complete: Some(
+                "https://idp.example/device?user_code=WDJB-MJHT".into(),
+            ),
+            expires_in: std::time::Duration::from_secs(600),
+            interval: std::time::Duration::from_secs(5),
+        };
+        insta::assert_snapshot!(prompt_text(&hub(), &d), @r"
+        To sign in to https://hub.example, open this page and approve the code WDJB-MJHT:
+
+          https://idp.example/device?user_code=WDJB-MJHT
+        ");
+        d.verification_uri_complete = None;
+        insta::assert_snapshot!(prompt_text(&hub(), &d), @r"
+        To sign in to https://hub.example, open this page and approve the code WDJB-MJHT:
+
+          https://idp.example/device
+
+        and enter the code: WDJB-MJHT
+        ");
+    }
+
+    #[test]
     fn the_qr_code_is_unicode_blocks() {
         let qr = qr_text("http://127.0.0.1:1/device?user_code=ABCD-EFGH").unwrap();
         assert!(qr.lines().count() > 10);
