@@ -46,6 +46,16 @@ pub struct SpokeAuth {
     refreshing: tokio::sync::Mutex<()>,
 }
 
+/// What the store held when a refresh came to save its result.
+enum Stored {
+    /// Nothing changed meanwhile: the refreshed tokens were saved.
+    Saved,
+    /// A new sign-in was stored meanwhile; it wins.
+    Newer(Box<TokenSet>),
+    /// The sign-in was deleted meanwhile (`heph auth logout`).
+    Gone,
+}
+
 /// What to do after the hub answered 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterUnauthorized {
@@ -217,13 +227,46 @@ impl SpokeAuth {
             }
             Some(Ok(r)) => r,
         };
-        // Save first: a rotated refresh token must survive a crash right after this.
+        // Save first: a rotated refresh token must survive a crash right after
+        // this. Unless `heph auth login` stored a new sign-in meanwhile: that
+        // one wins, and this refresh's result is dropped.
         let (store, hub, new) = (
             self.store.clone(),
             self.hub.clone(),
             refreshed.tokens.clone(),
         );
-        let saved = blocking(move || store.save(&hub, &new)).await;
+        let old_refresh = tokens.refresh_token.clone();
+        let saved = blocking(move || match store.load(&hub) {
+            Ok(Some(current)) if current.refresh_token != old_refresh => {
+                Ok(Stored::Newer(Box::new(current)))
+            }
+            // `heph auth logout` deleted it meanwhile: do not bring it back.
+            Ok(None) => Ok(Stored::Gone),
+            _ => store.save(&hub, &new).map(|()| Stored::Saved),
+        })
+        .await;
+        let saved = match saved {
+            Some(Ok(Stored::Newer(newer))) => {
+                tracing::info!(hub = %self.hub, "a new sign-in was stored during a refresh; using it");
+                let health = self.valid(&newer);
+                {
+                    let mut s = self.state();
+                    s.last_login = Some((newer.issuer.clone(), newer.client_id.clone()));
+                    s.tokens = Some(*newer);
+                    s.provider = None;
+                }
+                self.set_health(Some(health));
+                return true;
+            }
+            Some(Ok(Stored::Gone)) => {
+                self.state().tokens = None;
+                self.set_health(None);
+                return false;
+            }
+            Some(Ok(Stored::Saved)) => Some(Ok(())),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
         let health = match saved {
             Some(Ok(())) => self.valid(&refreshed.tokens),
             Some(Err(e)) => store_health(&e),
@@ -489,6 +532,28 @@ pub(crate) mod tests {
         let s = auth.status();
         assert_eq!((s.state.as_str(), s.action_needed), ("valid", false));
         assert!(!serde_json::to_string(&s).unwrap().contains("at-2"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_sign_in_stored_during_a_refresh_wins() {
+        let (fake, store, _clock, auth, hub) = setup(0).await;
+        let issuer = fake.issuer.lock().unwrap().clone();
+        // `heph auth login` saved new tokens after the daemon loaded the old ones.
+        let mut fresh = tokens(&issuer, u64::MAX / 2);
+        fresh.access_token = AccessToken::new("at-login");
+        fresh.refresh_token = Some(RefreshToken::new("rt-login"));
+        store.save(&hub, &fresh).unwrap();
+        fake.script.lock().unwrap().push((
+            200,
+            serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300}),
+        ));
+        assert_eq!(auth.bearer().await.unwrap().expose(), "at-login");
+        let kept = store.load(&hub).unwrap().unwrap();
+        assert_eq!(
+            kept.refresh_token.unwrap().expose(),
+            "rt-login",
+            "the login was not overwritten"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

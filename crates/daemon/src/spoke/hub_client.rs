@@ -112,6 +112,9 @@ impl SyncError {
             SyncError::Rejected { status: 401, .. } | SyncError::Rejected { status: 403, .. } => {
                 Some(format!("heph auth login --hub-url {hub}"))
             }
+            SyncError::Rejected { code, .. } if code == error_code::AUTH_UNAVAILABLE => Some(
+                "the hub cannot reach its identity provider to check tokens; sync retries on its own".into(),
+            ),
             SyncError::Rejected { code, .. } if code == error_code::CLOCK_SKEW => {
                 Some("check this device's clock (enable NTP); sync retries on its own".into())
             }
