@@ -308,6 +308,157 @@ mod tests {
         assert_eq!(Role::needed_for("future.method"), Role::Writer);
     }
 
+    fn hub_ctx(dir: &std::path::Path) -> (Context, Db) {
+        let (db, _thread) = Db::open(
+            &dir.join("hub.db"),
+            300_000,
+            std::sync::Arc::new(crate::db::SystemClock),
+        )
+        .unwrap();
+        let info = crate::rpc::methods::StaticInfo {
+            mode: "server".into(),
+            db: String::new(),
+            socket: String::new(),
+            started_ms: 0,
+        };
+        (Context::local(db.clone(), info, 0), db)
+    }
+
+    async fn call(
+        ctx: &Context,
+        db: &Db,
+        method: &str,
+        params: Value,
+    ) -> Result<HubMembers, String> {
+        rpc(ctx, db, method, params)
+            .await
+            .map(|v| serde_json::from_value(v).unwrap())
+            .map_err(|e| e.message)
+    }
+
+    #[tokio::test]
+    async fn grant_revoke_and_the_last_owner_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, db) = hub_ctx(dir.path());
+        let m = call(&ctx, &db, "hub.members", Value::Null).await.unwrap();
+        assert!(m.members.is_empty());
+        assert!(db.call(|r| seed_owner(r, "alice").unwrap()).await.unwrap());
+        assert!(
+            !db.call(|r| seed_owner(r, "alice").unwrap()).await.unwrap(),
+            "seeding twice changes nothing"
+        );
+        let m = call(
+            &ctx,
+            &db,
+            "hub.grant",
+            serde_json::json!({"sub": "bob", "role": "reader"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(m.message, "bob is now a reader");
+        assert_eq!(m.members.len(), 2);
+        let m = call(
+            &ctx,
+            &db,
+            "hub.grant",
+            serde_json::json!({"sub": "bob", "role": "reader"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(m.message, "bob already was a reader");
+        let e = call(
+            &ctx,
+            &db,
+            "hub.grant",
+            serde_json::json!({"sub": "bob", "role": "admin"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e, "\"admin\" is not a role; use owner, writer or reader");
+        let e = call(
+            &ctx,
+            &db,
+            "hub.grant",
+            serde_json::json!({"sub": "", "role": "reader"}),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.starts_with("a subject is 1 to 255 printable characters"),
+            "{e}"
+        );
+        let e = call(
+            &ctx,
+            &db,
+            "hub.grant",
+            serde_json::json!({"sub": "alice", "role": "writer"}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("only owner; grant another owner first"), "{e}");
+        let e = call(&ctx, &db, "hub.revoke", serde_json::json!({"sub": "alice"}))
+            .await
+            .unwrap_err();
+        assert!(e.contains("only owner"), "{e}");
+        let e = call(
+            &ctx,
+            &db,
+            "hub.revoke",
+            serde_json::json!({"sub": "nobody"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "nobody is not a member of this hub; heph hub members lists them"
+        );
+        call(
+            &ctx,
+            &db,
+            "hub.grant",
+            serde_json::json!({"sub": "bob", "role": "owner"}),
+        )
+        .await
+        .unwrap();
+        let m = call(&ctx, &db, "hub.revoke", serde_json::json!({"sub": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            m.members,
+            vec![HubMember {
+                sub: "bob".into(),
+                role: "owner".into()
+            }]
+        );
+        let e = call(
+            &ctx,
+            &db,
+            "hub.grant",
+            serde_json::json!({"sub": "x", "role": "reader", "extra": 1}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+        let who = db.call(|r| membership(r, "bob").unwrap()).await.unwrap();
+        assert_eq!(who, Membership::Member(Role::Owner));
+        let who = db.call(|r| membership(r, "alice").unwrap()).await.unwrap();
+        assert_eq!(who, Membership::NotMember);
+    }
+
+    #[tokio::test]
+    async fn hub_methods_refuse_on_a_daemon_that_is_not_a_hub() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ctx, db) = hub_ctx(dir.path());
+        ctx.info.mode = "local".into();
+        let e = call(&ctx, &db, "hub.members", Value::Null)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "hub.members manages a hub's members and this daemon is not a hub; run it on the hub machine"
+        );
+    }
+
     #[test]
     fn grant_hint_quotes_subjects_for_the_shell() {
         assert_eq!(
