@@ -121,9 +121,20 @@ impl Spoke {
         user: &str,
         approve: bool,
     ) -> (i32, String, String) {
+        self.login_with(provider, user, approve, &[])
+    }
+
+    fn login_with(
+        &mut self,
+        provider: &OidcProvider,
+        user: &str,
+        approve: bool,
+        extra: &[&str],
+    ) -> (i32, String, String) {
         let mut child = self
             .heph()
             .args(["auth", "login", "--no-browser"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -498,7 +509,7 @@ fn a_stopped_provider_is_unreachable_not_a_refusal() {
 }
 
 #[test]
-fn a_denied_login_says_so_and_saves_nothing() {
+fn a_denied_login_saves_nothing_and_one_without_offline_access_warns() {
     let provider = OidcProvider::start(AUDIENCE, OidcOptions::default());
     let hub_env = TestEnv::new();
     let (_hub, port) = start_oidc_hub(&hub_env, &provider, "alice");
@@ -524,6 +535,22 @@ fn a_denied_login_says_so_and_saves_nothing() {
     assert!(
         out.contains(&format!("hint: heph auth login --hub-url {}", spoke.hub)),
         "{out}"
+    );
+
+    // Without offline_access there is no refresh token: the login says what that means.
+    let (code, out, err) = spoke.login_with(&provider, "alice", true, &["--scope", "openid"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("issued no refresh token (is offline_access allowed for client heph?); sync stops when the access token expires"),
+        "{err}"
+    );
+    assert!(out.contains("no daemon with this hub is running"), "{out}");
+    let (code, out, _) = spoke.run(&["auth", "status", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (s["state"].as_str(), s["subject"].as_str()),
+        (Some("valid"), Some("alice"))
     );
 }
 
