@@ -195,7 +195,17 @@ impl KeySource {
                 }
             }
         }
-        let _flight = self.fetch_lock.lock().await;
+        let _flight = match self.fetch_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // A fetch is in flight: a request whose key is cached (even
+                // stale) does not wait for it; only the fetching one pays.
+                if let Some(found) = find(&self.lock(), kid) {
+                    return Lookup::Found(found);
+                }
+                self.fetch_lock.lock().await
+            }
+        };
         let now = (self.now)();
         let should_fetch = {
             let mut c = self.lock();

@@ -128,6 +128,8 @@ pub enum JwksAnswer {
     Huge(usize),
     /// This HTTP status.
     Status(u16),
+    /// Accept the request and never answer (until the connection is dropped).
+    Hang,
 }
 
 struct IdpState {
@@ -285,6 +287,10 @@ async fn serve(listener: TcpListener, state: Arc<IdpState>) {
                         ),
                         JwksAnswer::Status(s) => {
                             (s, "text/plain", String::new(), b"unavailable".to_vec())
+                        }
+                        JwksAnswer::Hang => {
+                            std::future::pending::<()>().await;
+                            return;
                         }
                         JwksAnswer::Huge(n) => {
                             let _ = stream

@@ -496,6 +496,46 @@ async fn cached_keys_keep_working_while_the_provider_is_down() {
 }
 
 #[tokio::test]
+async fn a_slow_refresh_of_a_stale_cache_holds_up_only_the_request_that_fetches() {
+    let a = TestKey::rsa_a("a");
+    let f = Arc::new(Fixture::new(&[&a]).await);
+    f.idp.set_answer(JwksAnswer::Json {
+        cache_control: Some("max-age=60".into()),
+    });
+    let t = a.sign(&f.claims());
+    assert_eq!(f.check(&t).await, valid("alice"));
+    f.advance(Duration::from_secs(120));
+    f.idp.set_answer(JwksAnswer::Hang);
+    let first = {
+        let (f, t) = (f.clone(), t.clone());
+        tokio::spawn(async move { f.check(&t).await })
+    };
+    // Bounded wait until the first request's refresh reached the provider.
+    let start = Instant::now();
+    while f.idp.jwks_hits() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the refresh never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        f.check(&t).await,
+        valid("alice"),
+        "served from the stale cache"
+    );
+    assert!(
+        !first.is_finished(),
+        "the second request waited for the hanging fetch"
+    );
+    assert_eq!(
+        first.await.unwrap(),
+        valid("alice"),
+        "the fetcher falls back to the last good keys"
+    );
+}
+
+#[tokio::test]
 async fn cache_control_max_age_is_honoured_within_bounds() {
     let a = TestKey::rsa_a("a");
     let f = Fixture::new(&[&a]).await;
