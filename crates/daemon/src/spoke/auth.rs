@@ -534,6 +534,91 @@ pub(crate) mod tests {
         assert!(!serde_json::to_string(&s).unwrap().contains("at-2"));
     }
 
+    /// A store whose `save` waits at a gate the test opens.
+    struct GatedStore {
+        inner: MemoryStore,
+        entered: std::sync::mpsc::Sender<()>,
+        gate: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl TokenStore for GatedStore {
+        fn load(&self, hub: &HubUrl) -> Result<Option<TokenSet>, StoreError> {
+            self.inner.load(hub)
+        }
+        fn save(&self, hub: &HubUrl, tokens: &TokenSet) -> Result<(), StoreError> {
+            let _ = self.entered.send(());
+            let _ = self.gate.lock().unwrap().recv();
+            self.inner.save(hub, tokens)
+        }
+        fn delete(&self, hub: &HubUrl) -> Result<bool, StoreError> {
+            self.inner.delete(hub)
+        }
+        fn describe(&self) -> String {
+            "gated".into()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_new_access_token_is_used_only_after_the_save() {
+        let fake = start_fake().await;
+        let issuer = fake.issuer.lock().unwrap().clone();
+        let hub = HubUrl::parse("http://127.0.0.1:1").unwrap();
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (open, gate) = std::sync::mpsc::channel();
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::default(),
+            entered: entered_tx,
+            gate: Mutex::new(gate),
+        });
+        store.inner.save(&hub, &tokens(&issuer, 0)).unwrap();
+        let auth = Arc::new(SpokeAuth::new(
+            store.clone(),
+            hub.clone(),
+            Arc::new(ManualClock::new(1_000_000)),
+            Events::new(),
+        ));
+        auth.reload().await;
+        fake.script.lock().unwrap().push((
+            200,
+            serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300}),
+        ));
+        let task = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.bearer().await }
+        });
+        // The refresh is saving: the daemon still holds (and would send) the old token.
+        tokio::task::spawn_blocking(move || {
+            entered.recv_timeout(std::time::Duration::from_secs(20))
+        })
+        .await
+        .unwrap()
+        .expect("the refresh never saved");
+        let held = auth
+            .state()
+            .tokens
+            .as_ref()
+            .unwrap()
+            .access_token
+            .expose()
+            .to_owned();
+        assert_eq!(held, "at-1");
+        let saved = store.inner.load(&hub).unwrap().unwrap();
+        assert_eq!(saved.refresh_token.unwrap().expose(), "rt-1");
+        open.send(()).unwrap();
+        assert_eq!(task.await.unwrap().unwrap().expose(), "at-2");
+        assert_eq!(
+            store
+                .inner
+                .load(&hub)
+                .unwrap()
+                .unwrap()
+                .refresh_token
+                .unwrap()
+                .expose(),
+            "rt-2"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_sign_in_stored_during_a_refresh_wins() {
         let (fake, store, _clock, auth, hub) = setup(0).await;
