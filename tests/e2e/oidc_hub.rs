@@ -404,3 +404,26 @@ fn a_hub_refuses_half_an_oidc_configuration() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn heph_hub_on_a_machine_that_is_not_the_hub_says_where_to_run_it() {
+    let env = TestEnv::new();
+    let _daemon = env.start_daemon();
+    let out = env
+        .command("heph")
+        .args(["hub", "members"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("this daemon is not a hub; run it on the hub machine"),
+        "{stderr}"
+    );
+    let out = env
+        .command("heph")
+        .args(["hub", "grant", "bob", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad role is a usage error");
+}
