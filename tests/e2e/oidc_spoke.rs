@@ -406,8 +406,13 @@ fn login_sync_refresh_rotation_revocation_and_login_again() {
         "{sync}"
     );
     assert!(!titles(&hub_env).contains("while signed out"));
-    let (code, out, err) = spoke.login(&provider, "alice", true);
+    let (code, out, err) = spoke.login_with(&provider, "alice", true, &["--json"]);
     assert_eq!(code, 0, "{out}{err}");
+    let login: Value = serde_json::from_str(&out).expect("--json prints only JSON");
+    assert_eq!(login["subject"], "alice");
+    assert_eq!(login["issuer"], provider.issuer());
+    assert_eq!(login["has_refresh_token"], true);
+    assert_eq!(login["daemon_reloaded"], true);
     remember(&mut secrets, &spoke.stored());
     // No `sync.now`: the reload after login starts a round by itself.
     wait_until("every edit on the hub", LIMIT, || {
