@@ -223,6 +223,13 @@ mod tests {
         check_auth("valid", Some("alice"), false, Some("✓ signed in as alice"));
         check_auth("refreshing", None, false, Some("✓ signed in"));
         check_auth("needs_login", None, true, Some("⚠ auth · heph auth status"));
+        // A spoke without tokens whose hub has not asked for one yet.
+        check_auth(
+            "not_signed_in",
+            None,
+            false,
+            Some("⚠ auth not signed in · heph auth status"),
+        );
         check_auth(
             "unreachable",
             Some("alice"),
