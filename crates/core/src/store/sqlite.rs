@@ -505,7 +505,13 @@ impl Transaction for SqliteTx<'_> {
                      WHERE excluded.hlc > registers.hlc",
                 )
                 .map_err(err)?;
-            for &i in &plan.candidates {
+            // In key order, so the B-tree is walked once instead of hit at
+            // random (node ids are random): far fewer page misses on large batches.
+            let mut by_key = plan.candidates.clone();
+            by_key.sort_unstable_by(|&a, &b| {
+                (&ops[a].node, &ops[a].field).cmp(&(&ops[b].node, &ops[b].field))
+            });
+            for &i in &by_key {
                 let op = &ops[i];
                 let changed = upsert
                     .execute(params![
