@@ -1096,3 +1096,43 @@ fn stalled_clients_are_cut_off_and_cannot_starve_the_hub() {
         Some(200)
     );
 }
+
+#[test]
+fn the_time_of_the_last_success_survives_a_spoke_restart() {
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let a_env = TestEnv::new();
+    let mut a = a_env.start_spoke(port);
+    a_env
+        .client()
+        .ok("node.create", json!({"title": "synced once"}));
+    wait_converged(&[&hub_env, &a_env], Some(3));
+    let success = sync_status(&a_env)["last_success_ms"].as_u64().unwrap();
+    // It is remembered in the replica (read it the way the daemon does).
+    let key = format!("sync.last_success http://127.0.0.1:{port}");
+    wait_until("the last success to be saved", CONVERGE, || {
+        SqliteStore::open(&a_env.db, &OpenOptions::default())
+            .ok()
+            .and_then(|s| s.meta(&key).ok().flatten())
+            .is_some()
+    });
+    assert!(a.stop().success());
+    assert!(hub.stop().success());
+
+    // Restarted while the hub is down: the message is about this daemon's
+    // rounds, and the time of the last success is still known.
+    let _a = a_env.start_spoke(port);
+    let st = sync_status(&a_env);
+    let remembered = st["last_success_ms"]
+        .as_u64()
+        .expect("the last success was forgotten");
+    // Saved at most once a minute, so it may be a little older, never newer.
+    assert!(
+        remembered <= success && success - remembered <= 60_000,
+        "{success} vs {st}"
+    );
+    assert!(
+        !st["message"].as_str().unwrap().starts_with("in sync"),
+        "{st}"
+    );
+}

@@ -48,10 +48,22 @@ impl CursorKeys {
     }
 }
 
+/// The metadata key remembering the last successful round with `origin`, so
+/// `sync.status` can still say when that was after a daemon restart.
+fn last_success_key(origin: &str) -> String {
+    format!("sync.last_success {origin}")
+}
+
+/// Saves the last success at most this often (a round can end every few
+/// seconds; the time is for people, so a minute is precise enough).
+const PERSIST_SUCCESS_EVERY_MS: u64 = 60_000;
+
 /// The sync health a spoke remembers (in memory).
 #[derive(Debug, Clone, Default)]
 struct Health {
     last_success_ms: Option<u64>,
+    /// The last success written to the database.
+    persisted_success_ms: Option<u64>,
     last_error: Option<(String, Option<String>)>,
     failures: u32,
 }
@@ -133,14 +145,32 @@ impl SyncHandle {
 
     /// Records a successful round; publishes `status` when health changed.
     pub(crate) fn succeeded(&self, now_ms: u64) {
-        let changed = {
+        let (changed, persist) = {
             let mut h = self.health();
             let changed = h.last_error.is_some() || h.last_success_ms.is_none();
             h.last_success_ms = Some(now_ms);
             h.last_error = None;
             h.failures = 0;
-            changed
+            let persist = h
+                .persisted_success_ms
+                .is_none_or(|p| now_ms.saturating_sub(p) >= PERSIST_SUCCESS_EVERY_MS);
+            if persist {
+                h.persisted_success_ms = Some(now_ms);
+            }
+            (changed, persist)
         };
+        if persist {
+            let key = last_success_key(self.inner.hub.as_str());
+            let db = self.inner.db.clone();
+            tokio::spawn(async move {
+                let saved = db
+                    .call(move |r| r.set_meta(&[(key.as_str(), now_ms.to_string().as_str())]))
+                    .await;
+                if let Ok(Err(e)) = saved {
+                    tracing::warn!(error = %e, "cannot remember the time of the last sync");
+                }
+            });
+        }
         if changed {
             self.inner.events.status();
         }
@@ -165,27 +195,34 @@ impl SyncHandle {
     pub async fn status(&self) -> SyncStatus {
         let origin = self.inner.hub.to_string();
         let keys = CursorKeys::new(&origin);
+        let success_key = last_success_key(&origin);
         let counts = self
             .inner
             .db
             .call(
-                move |r| -> Result<(u64, Option<u64>), heph_core::StoreError> {
+                move |r| -> Result<(u64, Option<u64>, Option<u64>), heph_core::StoreError> {
                     let store = r.store();
                     let pushed = store
                         .meta(&keys.pushed)?
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     let pulled = store.meta(&keys.pulled)?.and_then(|v| v.parse().ok());
-                    Ok((store.count_outgoing(pushed, &origin)?, pulled))
+                    let success = store.meta(&success_key)?.and_then(|v| v.parse().ok());
+                    Ok((store.count_outgoing(pushed, &origin)?, pulled, success))
                 },
             )
             .await;
         let h = self.health().clone();
         let hub = self.inner.hub.to_string();
-        let (pending_ops, hub_seq, store_error) = match counts {
-            Ok(Ok((pending, pulled))) => (pending, pulled, None),
-            Ok(Err(e)) => (0, None, Some(e.to_string())),
-            Err(_) => (0, None, Some("the daemon is shutting down".to_owned())),
+        let (pending_ops, hub_seq, stored_success, store_error) = match counts {
+            Ok(Ok((pending, pulled, success))) => (pending, pulled, success, None),
+            Ok(Err(e)) => (0, None, None, Some(e.to_string())),
+            Err(_) => (
+                0,
+                None,
+                None,
+                Some("the daemon is shutting down".to_owned()),
+            ),
         };
         let (message, last_error, hint) = match (&h.last_error, h.last_success_ms) {
             (Some((err, hint)), _) => (
@@ -221,7 +258,9 @@ impl SyncHandle {
         SyncStatus {
             configured: true,
             hub_url: Some(hub),
-            last_success_ms: h.last_success_ms,
+            // The message speaks of this daemon's rounds; the time of the last
+            // success also survives restarts.
+            last_success_ms: h.last_success_ms.max(stored_success),
             pending_ops,
             hub_seq,
             last_error: last_error.or(store_error),
