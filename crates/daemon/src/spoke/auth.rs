@@ -33,6 +33,11 @@ struct State {
     /// Why the store could not be read; it becomes the health once the hub
     /// asks for a sign-in (a hub without auth never needs the store).
     store_problem: Option<Health>,
+    /// The provider refused `tokens`' refresh token for good (`invalid_grant`):
+    /// it is not tried again until new tokens arrive, so the provider is not
+    /// asked every round and the state stays `needs_login` instead of
+    /// flickering through `refreshing`.
+    refresh_refused: bool,
 }
 
 /// A spoke's sign-in to its hub. Shared by the sync loop, the hub client and the RPC methods.
@@ -102,6 +107,7 @@ impl SpokeAuth {
                 provider: None,
                 last_login: None,
                 store_problem: None,
+                refresh_refused: false,
             }),
             refreshing: tokio::sync::Mutex::new(()),
         }
@@ -155,6 +161,7 @@ impl SpokeAuth {
                 s.last_login = Some((tokens.issuer.clone(), tokens.client_id.clone()));
                 s.tokens = Some(tokens);
                 s.store_problem = None;
+                s.refresh_refused = false;
                 Some(h)
             }
             Some(Ok(None)) => {
@@ -181,6 +188,7 @@ impl SpokeAuth {
             let s = self.state();
             let tokens = s.tokens.as_ref()?;
             tokens.refresh_token.is_some()
+                && !s.refresh_refused
                 && tokens.expires_within(self.clock.now_ms(), REFRESH_SKEW_MS)
         };
         if due {
@@ -198,7 +206,7 @@ impl SpokeAuth {
             let Some(tokens) = s.tokens.clone() else {
                 return false;
             };
-            if tokens.refresh_token.is_none() {
+            if tokens.refresh_token.is_none() || s.refresh_refused {
                 return false;
             }
             if !forced && !tokens.expires_within(self.clock.now_ms(), REFRESH_SKEW_MS) {
@@ -222,6 +230,9 @@ impl SpokeAuth {
             None => return false,
             Some(Err(e)) => {
                 tracing::warn!(hub = %self.hub, error = %e, "refreshing the sign-in failed");
+                if e.is_invalid_grant() {
+                    self.state().refresh_refused = true;
+                }
                 self.set_health(Some(Health::after_refresh_error(&e)));
                 return false;
             }
@@ -254,6 +265,7 @@ impl SpokeAuth {
                     s.last_login = Some((newer.issuer.clone(), newer.client_id.clone()));
                     s.tokens = Some(*newer);
                     s.provider = None;
+                    s.refresh_refused = false;
                 }
                 self.set_health(Some(health));
                 return true;
@@ -664,6 +676,19 @@ pub(crate) mod tests {
             )
         );
         assert!(s.message.contains("invalid_grant"), "{}", s.message);
+        // The refused refresh token is not tried again, by a later request or
+        // a 401, so the state stays put (the fake would panic on a 2nd call).
+        assert_eq!(auth.bearer().await.unwrap().expose(), "at-1");
+        assert!(matches!(
+            auth.unauthorized("expired", false).await,
+            AfterUnauthorized::GiveUp
+        ));
+        assert_eq!(
+            fake.seen.lock().unwrap().len(),
+            1,
+            "the provider was asked again"
+        );
+        assert_eq!(auth.status().state, "needs_login");
     }
 
     #[tokio::test(flavor = "multi_thread")]
