@@ -382,21 +382,12 @@ mod tests {
 
     fn task(n: u8, title: &str) -> Node {
         Node {
-            id: id(n),
             kind: Some(Kind::Task),
             title: Some(title.to_owned()),
-            body: String::new(),
             status: Some(Status::Todo),
-            priority: Priority::None,
-            due: None,
-            scheduled: None,
-            parent: None,
-            deleted: false,
-            tags: Vec::new(),
-            links: Vec::new(),
-            extra: BTreeMap::new(),
             created: hlc(1_795_000_000_000),
             updated: hlc(1_795_000_000_000 + u64::from(n)),
+            ..Node::empty(id(n))
         }
     }
 

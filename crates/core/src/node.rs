@@ -112,12 +112,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Builds the view from a node's registers (any order). `None` if empty.
-    pub fn from_registers<'a>(
-        id: NodeId,
-        regs: impl IntoIterator<Item = (&'a str, &'a Value, Hlc)>,
-    ) -> Option<Node> {
-        let mut node = Node {
+    /// A node with no register set yet: every field at its default, both
+    /// HLCs at [`Hlc::ZERO`].
+    pub fn empty(id: NodeId) -> Node {
+        Node {
             id,
             kind: None,
             title: None,
@@ -133,7 +131,15 @@ impl Node {
             extra: BTreeMap::new(),
             created: Hlc::ZERO,
             updated: Hlc::ZERO,
-        };
+        }
+    }
+
+    /// Builds the view from a node's registers (any order). `None` if empty.
+    pub fn from_registers<'a>(
+        id: NodeId,
+        regs: impl IntoIterator<Item = (&'a str, &'a Value, Hlc)>,
+    ) -> Option<Node> {
+        let mut node = Node::empty(id);
         let mut any = false;
         for (name, value, hlc) in regs {
             if !any || hlc < node.created {

@@ -2,8 +2,6 @@
 //! clocks, a fixed "now", and an [`App`] with a small day's agenda.
 //! Compiled only for tests.
 
-use std::collections::BTreeMap;
-
 use heph_core::rpc::{AuthStatus, SyncStatus};
 use heph_core::{Hlc, Kind, Node, NodeId, Priority, ReplicaId, Status};
 use jiff::tz::TimeZone;
@@ -37,21 +35,12 @@ pub fn node(i: u8, title: &str) -> Node {
         replica: ReplicaId([7; 16]),
     };
     Node {
-        id: id(i),
         kind: Some(Kind::Task),
         title: Some(title.to_owned()),
-        body: String::new(),
         status: Some(Status::Todo),
-        priority: Priority::None,
-        due: None,
-        scheduled: None,
-        parent: None,
-        deleted: false,
-        tags: Vec::new(),
-        links: Vec::new(),
-        extra: BTreeMap::new(),
         created: hlc,
         updated: hlc,
+        ..Node::empty(id(i))
     }
 }
 
