@@ -93,9 +93,14 @@ impl TestEnv {
     }
 
     pub fn start_daemon_with(&self, extra: &[&str]) -> Daemon {
+        self.start_daemon_from(self.command("hephd"), extra)
+    }
+
+    /// Like [`start_daemon_with`](Self::start_daemon_with), from a prepared
+    /// `hephd` command (one with extra environment, say).
+    pub fn start_daemon_from(&self, mut cmd: Command, extra: &[&str]) -> Daemon {
         let log = self.path().join("hephd.log");
-        let mut child = self
-            .command("hephd")
+        let mut child = cmd
             .arg("--db")
             .arg(&self.db)
             .arg("--socket")

@@ -202,37 +202,6 @@ impl Spoke {
     }
 }
 
-/// Starts `cmd` (a `hephd` command of `spoke`'s env) like the harness does,
-/// for daemons that need extra environment.
-fn spoke_daemon(spoke: &Spoke, mut cmd: std::process::Command, args: &[&str]) -> Daemon {
-    let log = spoke.env.path().join("hephd.log");
-    let child = cmd
-        .arg("--db")
-        .arg(&spoke.env.db)
-        .arg("--socket")
-        .arg(&spoke.env.socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, log };
-    wait_until("the daemon to answer", LIMIT, || {
-        crate::harness::Client::connect(&spoke.env.socket)
-            .ok()
-            .and_then(|mut c| c.try_call("daemon.info", json!({})))
-            .is_some()
-    });
-    d
-}
-
 fn add(env: &TestEnv, title: &str) {
     env.client().ok("node.create", json!({"title": title}));
 }
@@ -629,11 +598,9 @@ fn the_os_keyring_keeps_the_sign_in_across_daemon_restarts() {
     let start = |spoke: &Spoke| {
         let mut cmd = spoke.env.command("hephd");
         cmd.env("DBUS_SESSION_BUS_ADDRESS", &keyring.address);
-        spoke_daemon(
-            spoke,
-            cmd,
-            &["--hub-url", &spoke.hub, "--token-store", "keyring"],
-        )
+        spoke
+            .env
+            .start_daemon_from(cmd, &["--hub-url", &spoke.hub, "--token-store", "keyring"])
     };
     let mut daemon = start(&spoke);
     spoke.keyring = Some(keyring.address.clone());
