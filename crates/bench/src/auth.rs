@@ -112,6 +112,7 @@ async fn measure(oidc: Option<(&str, &str)>, ops: &[Op]) -> Result<f64, Error> {
         auth,
         public_url: url.clone(),
         shutdown: stopped.clone(),
+        issuer: None,
     });
     let server = tokio::spawn(hephd::hub::serve::serve(
         listener,

@@ -57,13 +57,13 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// The replica database [default: $XDG_DATA_HOME/heph/heph.db].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
     /// The RPC socket [default: $XDG_RUNTIME_DIR/heph/hephd.sock, else beside the db].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// The config file [default: $XDG_CONFIG_HOME/heph/config.toml].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum)]
@@ -75,7 +75,7 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     pub max_clock_skew: Option<u64>,
     /// Server mode: the address to serve the hub's HTTP routes on [default: 127.0.0.1:7447].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<String>,
     /// Server mode: serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE")]
@@ -85,7 +85,7 @@ pub struct Args {
     pub tls_key: Option<PathBuf>,
     /// Server mode: the hub's public URL, as clients reach it (behind a reverse proxy)
     /// [default: derived from --listen].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub public_url: Option<String>,
     /// Server mode: serve without bearer verification. Only on a loopback address.
     #[arg(long)]
@@ -123,9 +123,32 @@ pub struct Args {
     /// --token-store command: a shell command that reads the token JSON on stdin.
     #[arg(long, value_name = "CMD")]
     pub token_save_cmd: Option<String>,
+    /// Server mode: be the OpenID issuer too, with local accounts (hephd user add) instead of
+    /// an external identity provider.
+    #[arg(long)]
+    pub builtin_issuer: bool,
+    /// Built-in issuer: how long its access tokens live, in seconds [default: 600].
+    #[arg(long, value_name = "SECS", hide = true)]
+    pub issuer_access_ttl: Option<u64>,
+    /// Built-in issuer: the device flow's polling interval, in seconds [default: 5].
+    #[arg(long, value_name = "SECS", hide = true)]
+    pub issuer_poll_interval: Option<u64>,
     /// Print the effective configuration and where each value came from, then exit.
     #[arg(long)]
     pub print_config: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `hephd`'s subcommands: the operator's tools for a hub's built-in issuer.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage the built-in issuer's local accounts (run on the hub machine)
+    #[command(subcommand)]
+    User(crate::issuer::admin::UserCommand),
+    /// Manage the built-in issuer's signing keys (run on the hub machine)
+    #[command(subcommand)]
+    Issuer(crate::issuer::admin::IssuerCommand),
 }
 
 /// The effective configuration.
@@ -148,6 +171,9 @@ pub struct Config {
     pub oidc_client_id: Setting<String>,
     pub oidc_scopes: Setting<String>,
     pub owner_sub: Option<Setting<String>>,
+    pub builtin_issuer: Setting<bool>,
+    pub issuer_access_ttl_secs: Setting<u64>,
+    pub issuer_poll_interval_secs: Setting<u64>,
     pub hub_url: Option<Setting<String>>,
     pub hub_ca: Option<Setting<PathBuf>>,
     /// Where the spoke's tokens are kept (the source is that of `token_store`).
@@ -174,6 +200,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "oidc_client_id",
     "oidc_scopes",
     "owner_sub",
+    "builtin_issuer",
+    "issuer_access_ttl",
+    "issuer_poll_interval",
     "hub_url",
     "hub_ca",
     "token_store",
@@ -197,6 +226,14 @@ fn parse_setting<T>(
             source_: s.source,
             reason,
         }),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
     }
 }
 
@@ -286,7 +323,36 @@ impl Config {
                 .then(|| ("--insecure-no-auth", "true".to_owned())),
             "false",
         )?;
+        let builtin = layers.get_or(
+            "builtin_issuer",
+            args.builtin_issuer
+                .then(|| ("--builtin-issuer", "true".to_owned())),
+            "false",
+        )?;
+        let secs = |key: &str, flag: &'static str, v: Option<u64>, default: &str| {
+            layers
+                .get_or(key, v.map(|s| (flag, s.to_string())), default)
+                .and_then(|s| {
+                    parse_setting(s, key, |t| match t.parse::<u64>() {
+                        Ok(n) if n > 0 => Ok(n),
+                        _ => Err(format!("{t:?} is not a positive whole number of seconds")),
+                    })
+                })
+        };
         Ok(Config {
+            builtin_issuer: parse_setting(builtin, "builtin_issuer", parse_bool)?,
+            issuer_access_ttl_secs: secs(
+                "issuer_access_ttl",
+                "--issuer-access-ttl",
+                args.issuer_access_ttl,
+                "600",
+            )?,
+            issuer_poll_interval_secs: secs(
+                "issuer_poll_interval",
+                "--issuer-poll-interval",
+                args.issuer_poll_interval,
+                "5",
+            )?,
             listen: layers.get_or(
                 "listen",
                 args.listen.clone().map(|l| ("--listen", l)),
@@ -295,13 +361,7 @@ impl Config {
             tls_cert: path("tls_cert", "--tls-cert", &args.tls_cert)?,
             tls_key: path("tls_key", "--tls-key", &args.tls_key)?,
             public_url: text("public_url", "--public-url", &args.public_url)?,
-            insecure_no_auth: parse_setting(insecure, "insecure_no_auth", |s| {
-                match s.to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" => Ok(true),
-                    "false" | "0" | "no" => Ok(false),
-                    _ => Err(format!("{s:?} is not true or false")),
-                }
-            })?,
+            insecure_no_auth: parse_setting(insecure, "insecure_no_auth", parse_bool)?,
             oidc_issuer: text("oidc_issuer", "--oidc-issuer", &args.oidc_issuer)?,
             oidc_audience: text("oidc_audience", "--oidc-audience", &args.oidc_audience)?,
             oidc_client_id: layers.get_or(
@@ -380,7 +440,20 @@ impl Config {
                 self.insecure_no_auth.value.to_string(),
                 &self.insecure_no_auth.source,
             ),
+            (
+                "builtin_issuer",
+                self.builtin_issuer.value.to_string(),
+                &self.builtin_issuer.source,
+            ),
         ];
+        if self.builtin_issuer.value {
+            for (key, s) in [
+                ("issuer_access_ttl", &self.issuer_access_ttl_secs),
+                ("issuer_poll_interval", &self.issuer_poll_interval_secs),
+            ] {
+                rows.push((key, s.value.to_string(), &s.source));
+            }
+        }
         for (key, setting) in [
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),

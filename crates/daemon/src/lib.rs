@@ -14,6 +14,7 @@ pub mod db;
 pub mod events;
 pub mod hub;
 pub mod instance;
+pub mod issuer;
 pub mod rpc;
 pub mod spoke;
 
@@ -67,6 +68,33 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// Runs one of `hephd`'s subcommands (`user …`, `issuer …`) on the hub's database.
+pub fn run_command(
+    config: &Config,
+    command: config::Command,
+) -> Result<(), issuer::admin::AdminError> {
+    let public_url = match &config.public_url {
+        Some(u) => u.value.trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = if config.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.listen.value)
+        }
+    };
+    let ctx = issuer::admin::AdminContext {
+        db: &config.db.value,
+        public_url,
+        access_ttl_secs: config.issuer_access_ttl_secs.value,
+    };
+    match command {
+        config::Command::User(c) => issuer::admin::run_user(&ctx, c),
+        config::Command::Issuer(c) => issuer::admin::run_issuer(&ctx, c),
+    }
+}
+
 /// Runs the daemon until `shutdown` turns true.
 pub async fn run(config: &Config, shutdown: watch::Receiver<bool>) -> Result<(), DaemonError> {
     run_with_clock(config, Arc::new(db::SystemClock), shutdown).await
@@ -90,7 +118,9 @@ struct HubSettings {
     addr: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     public_url: String,
-    auth: hub::auth::Policy,
+    /// `None` with the built-in issuer: its policy is made once the
+    /// public URL (the issuer) is known.
+    auth: Option<hub::auth::Policy>,
     owner_sub: Option<String>,
 }
 
@@ -162,7 +192,16 @@ fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
             "--listen {listen:?} is not an IP address and port, e.g. 127.0.0.1:7447 or [::]:7447"
         ))
     })?;
-    let auth = hub_policy(config, addr)?;
+    let auth = if config.builtin_issuer.value {
+        if config.oidc_issuer.is_some() || config.insecure_no_auth.value {
+            return Err(DaemonError::Settings(
+                "--builtin-issuer excludes --oidc-issuer and --insecure-no-auth: the hub is then its own issuer".into(),
+            ));
+        }
+        None
+    } else {
+        Some(hub_policy(config, addr)?)
+    };
     let owner_sub = match &config.owner_sub {
         Some(s) => {
             hub::members::check_sub(&s.value)
@@ -262,9 +301,10 @@ pub async fn run_with_clock(
         raise_fd_limit();
         Some(settings)
     } else {
-        if config.owner_sub.is_some() || config.oidc_issuer.is_some() {
+        if config.owner_sub.is_some() || config.oidc_issuer.is_some() || config.builtin_issuer.value
+        {
             return Err(DaemonError::Settings(
-                "--owner-sub and --oidc-issuer configure a hub; use them with --mode server".into(),
+                "--owner-sub, --oidc-issuer and --builtin-issuer configure a hub; use them with --mode server".into(),
             ));
         }
         None
@@ -353,13 +393,23 @@ pub async fn run_with_clock(
             } else {
                 settings.public_url.clone()
             };
-            let insecure = matches!(settings.auth, hub::auth::Policy::InsecureNoAuth);
+            let (auth, builtin) = match settings.auth {
+                Some(policy) => (policy, None),
+                None => {
+                    let (policy, issuer) =
+                        builtin_issuer(config, db_path, &public_url, clock.clone())?;
+                    tracing::info!(issuer = %public_url, "the hub is its own OpenID issuer (--builtin-issuer); add accounts with hephd user add");
+                    (policy, Some(issuer))
+                }
+            };
+            let insecure = matches!(auth, hub::auth::Policy::InsecureNoAuth);
             let state = Arc::new(hub::routes::HubState {
                 ctx: ctx.clone(),
                 db: db.clone(),
-                auth: settings.auth,
+                auth,
                 public_url,
                 shutdown: shutdown.clone(),
+                issuer: builtin,
             });
             if insecure {
                 tracing::warn!(
@@ -399,6 +449,54 @@ pub async fn run_with_clock(
     drop(lock);
     tracing::info!("hephd stopped");
     Ok(())
+}
+
+/// The built-in issuer at `public_url`, and the policy that verifies its
+/// tokens through the same verifier as an external issuer's.
+fn builtin_issuer(
+    config: &Config,
+    db_path: &Path,
+    public_url: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<(hub::auth::Policy, Arc<issuer::Issuer>), DaemonError> {
+    let store =
+        issuer::IssuerStore::open(db_path).map_err(|e| DaemonError::Settings(e.to_string()))?;
+    let mut settings = issuer::IssuerSettings::new(public_url);
+    settings.access_ttl = std::time::Duration::from_secs(config.issuer_access_ttl_secs.value);
+    settings.poll_interval = std::time::Duration::from_secs(config.issuer_poll_interval_secs.value);
+    let oidc = hub::bearer::OidcSettings {
+        issuer: settings.issuer.clone(),
+        audience: settings.audience.clone(),
+        client_id: settings.client_id.clone(),
+        scopes: config
+            .oidc_scopes
+            .value
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    };
+    let issuer = Arc::new(issuer::Issuer::new(settings, store, clock));
+    let source = issuer.clone();
+    let read: hub::jwks::LocalJwks = Arc::new(move || {
+        let source = source.clone();
+        Box::pin(async move {
+            source
+                .jwks()
+                .await
+                .map_err(|e| hub::jwks::FetchError(e.description))
+        })
+    });
+    // The keys are read from our own database: an unknown kid (a key
+    // rotated by `hephd issuer rotate-key` a moment ago) may be looked up
+    // again after a second rather than the remote issuer's 30.
+    let policy = hub::jwks::JwksPolicy {
+        refetch_cooldown: std::time::Duration::from_secs(1),
+        failure_retry: std::time::Duration::from_secs(1),
+        ..hub::jwks::JwksPolicy::default()
+    };
+    let keys = hub::jwks::KeySource::local(&oidc.issuer, read, policy);
+    let verifier = hub::bearer::Verifier::with_keys(oidc, keys);
+    Ok((hub::auth::Policy::Oidc(Arc::new(verifier)), issuer))
 }
 
 fn bind_socket(socket: &Path) -> Result<UnixListener, DaemonError> {

@@ -39,6 +39,15 @@ fn main() -> ExitCode {
         print!("{}", config.render());
         return ExitCode::SUCCESS;
     }
+    if let Some(command) = args.command.clone() {
+        return match hephd::run_command(&config, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hephd: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(&config);
     for key in &config.unknown_keys {
         tracing::warn!(key = %key, file = %config.config_file.value.display(), "unknown key in the config file is ignored");

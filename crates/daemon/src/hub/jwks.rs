@@ -126,10 +126,28 @@ struct Cache {
     fetches: u64,
 }
 
+/// Reads the JWKS document of an issuer this process runs itself (the
+/// built-in issuer): the same document its `jwks_uri` serves, without a
+/// network round trip.
+pub type LocalJwks = Arc<
+    dyn Fn()
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, FetchError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Where the keys come from.
+enum Origin {
+    /// Discovery, then `jwks_uri`, over HTTP(S).
+    Http(reqwest::Client),
+    /// This process's own issuer.
+    Local(LocalJwks),
+}
+
 /// The cached keys of one issuer.
 pub struct KeySource {
     issuer: String,
-    http: reqwest::Client,
+    origin: Origin,
     policy: JwksPolicy,
     now: Now,
     cache: Mutex<Cache>,
@@ -154,9 +172,20 @@ impl KeySource {
             .no_proxy()
             .build()
             .map_err(|e| FetchError(format!("cannot build the HTTP client for the issuer: {e}")))?;
-        Ok(Self {
+        Ok(Self::build(issuer, Origin::Http(http), policy, now))
+    }
+
+    /// A source over this process's own issuer: the JWKS is read by
+    /// `local`, and everything else (which keys are accepted, the cache,
+    /// the unknown-`kid` refetch) is the same as for a remote issuer.
+    pub fn local(issuer: &str, local: LocalJwks, policy: JwksPolicy) -> Self {
+        Self::build(issuer, Origin::Local(local), policy, Arc::new(Instant::now))
+    }
+
+    fn build(issuer: &str, origin: Origin, policy: JwksPolicy, now: Now) -> Self {
+        Self {
             issuer: issuer.trim_end_matches('/').to_owned(),
-            http,
+            origin,
             policy,
             now,
             cache: Mutex::new(Cache {
@@ -171,7 +200,7 @@ impl KeySource {
                 fetches: 0,
             }),
             fetch_lock: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
     /// How many fetches (discovery + JWKS) were attempted so far.
@@ -294,18 +323,10 @@ impl KeySource {
     async fn fetch(
         &self,
     ) -> Result<(HashMap<String, VerifyKey>, Vec<String>, Duration), FetchError> {
-        let discovery_url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let (discovery, _) = self.get_json(&discovery_url).await?;
-        let jwks_uri = discovery
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                FetchError(format!(
-                    "the discovery document {discovery_url} has no jwks_uri"
-                ))
-            })?
-            .to_owned();
-        let (jwks, max_age) = self.get_json(&jwks_uri).await?;
+        let (jwks, max_age, jwks_uri) = match &self.origin {
+            Origin::Http(http) => self.fetch_remote(http).await?,
+            Origin::Local(read) => (read().await?, None, format!("{}/ (built in)", self.issuer)),
+        };
         let Some(list) = jwks.get("keys").and_then(Value::as_array) else {
             return Err(FetchError(format!(
                 "the JWKS at {jwks_uri} is not a JSON object with a keys array"
@@ -334,10 +355,34 @@ impl KeySource {
         Ok((keys, order, ttl))
     }
 
+    /// Discovery, then the JWKS, over HTTP: the document, its `max-age`
+    /// and its URL.
+    async fn fetch_remote(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(Value, Option<Duration>, String), FetchError> {
+        let discovery_url = format!("{}/.well-known/openid-configuration", self.issuer);
+        let (discovery, _) = self.get_json(http, &discovery_url).await?;
+        let jwks_uri = discovery
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                FetchError(format!(
+                    "the discovery document {discovery_url} has no jwks_uri"
+                ))
+            })?
+            .to_owned();
+        let (jwks, max_age) = self.get_json(http, &jwks_uri).await?;
+        Ok((jwks, max_age, jwks_uri))
+    }
+
     /// GETs a JSON document of at most [`MAX_DOCUMENT_BYTES`], with its `max-age`.
-    async fn get_json(&self, url: &str) -> Result<(Value, Option<Duration>), FetchError> {
-        let mut resp = self
-            .http
+    async fn get_json(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+    ) -> Result<(Value, Option<Duration>), FetchError> {
+        let mut resp = http
             .get(url)
             .header("accept", "application/json")
             .send()

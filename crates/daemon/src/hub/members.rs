@@ -141,6 +141,21 @@ pub fn seed_owner(r: &mut LocalReplica, sub: &str) -> Result<bool, heph_core::St
     Ok(true)
 }
 
+/// Gives `sub` exactly `role` (an invite redeemed, `hephd user add`);
+/// returns the role it had before.
+pub fn set_role(
+    r: &mut LocalReplica,
+    sub: &str,
+    role: Role,
+) -> Result<Option<Role>, heph_core::StoreError> {
+    let mut members = load(r)?;
+    let before = members.insert(sub.to_owned(), role);
+    if before != Some(role) {
+        save(r, &members)?;
+    }
+    Ok(before)
+}
+
 /// Checks a subject given to grant/revoke.
 pub fn check_sub(sub: &str) -> Result<(), String> {
     if sub.is_empty() || sub.len() > 255 || sub.chars().any(char::is_control) {

@@ -43,6 +43,8 @@ pub struct HubState {
     /// The hub's public URL (the RFC 9728 `resource`).
     pub public_url: String,
     pub shutdown: watch::Receiver<bool>,
+    /// The built-in issuer, when the hub is its own (`--builtin-issuer`).
+    pub issuer: Option<Arc<crate::issuer::Issuer>>,
 }
 
 /// The router with every route, the auth layer on the protected ones, and
@@ -56,9 +58,14 @@ pub fn router(state: Arc<HubState>) -> Router {
             state.clone(),
             auth::require,
         ));
-    Router::new()
+    let mut public = Router::new()
         .route(route::HEALTHZ, get(healthz))
-        .route(route::PROTECTED_RESOURCE, get(protected_resource))
+        .route(route::PROTECTED_RESOURCE, get(protected_resource));
+    if let Some(issuer) = &state.issuer {
+        public = public
+            .merge(crate::issuer::routes::router(issuer.clone(), state.db.clone()).with_state(()));
+    }
+    public
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -87,10 +87,26 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, HubError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn serve_connection<S>(stream: S, app: Router, watcher: hyper_util::server::graceful::Watcher)
-where
+/// The address a request's connection comes from (a request extension;
+/// the issuer's sign-in rate limit reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let app = tower::ServiceExt::map_request(
+        app,
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            req
+        },
+    );
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -125,7 +141,7 @@ pub async fn serve(
             _ = shutdown.wait_for(|&s| s) => break,
             a = listener.accept() => a,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
@@ -141,10 +157,12 @@ pub async fn serve(
         conns.spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(stream, app, watcher).await,
+                None => serve_connection(stream, app, watcher, peer).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, app, watcher).await,
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, app, watcher, peer).await
+                        }
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }

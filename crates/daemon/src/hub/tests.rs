@@ -612,6 +612,7 @@ mod http {
             auth: Policy::Oidc(Arc::new(verifier)),
             public_url: url.clone(),
             shutdown: stopped.clone(),
+            issuer: None,
         });
         tokio::spawn(crate::hub::serve::serve(
             listener,

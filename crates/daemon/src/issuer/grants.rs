@@ -1,0 +1,759 @@
+//! The OAuth side of the built-in issuer: what each endpoint decides.
+//!
+//! [`Issuer`] turns requests into answers — a device authorization
+//! (RFC 8628 §3.2), tokens for an approved device code or a refresh token
+//! (RFC 6749 §5, rotation with reuse detection), revocation (RFC 7009),
+//! the discovery document and the JWKS — and runs sign-in for the
+//! verification page (Argon2id, rate limits, no account oracle). Every
+//! refusal is an [`OAuthError`] with the RFC's `error` code. It owns no
+//! HTTP (see [`routes`](super::routes) and [`page`](super::page)); the
+//! state lives in [`store`](super::store), reached on a blocking thread.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use heph_core::hlc::Clock;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::keys::random_token;
+use super::limiter::{Budget, Limiter};
+use super::passwords::{self, Check};
+use super::store::{Account, DeviceState, Family, IssuerStore, IssuerStoreError, RefreshUse};
+
+/// The OAuth grant type of the device flow.
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// Scopes the issuer grants.
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "offline_access", "profile"];
+/// Letters of user codes: no vowels (no words), no look-alikes (RFC 8628 §6.1).
+const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+
+/// The built-in issuer's settings.
+#[derive(Debug, Clone)]
+pub struct IssuerSettings {
+    /// The issuer URL (the hub's public URL, no trailing slash).
+    pub issuer: String,
+    /// The audience of access tokens (the hub).
+    pub audience: String,
+    /// The one client: public, no secret.
+    pub client_id: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub device_ttl: Duration,
+    pub poll_interval: Duration,
+}
+
+impl IssuerSettings {
+    /// Defaults for an issuer at `url`.
+    pub fn new(url: &str) -> Self {
+        let url = url.trim_end_matches('/').to_owned();
+        Self {
+            audience: url.clone(),
+            issuer: url,
+            client_id: "heph".into(),
+            access_ttl: Duration::from_secs(600),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+            device_ttl: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}
+
+/// A refusal in RFC 6749 §5.2 terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}: {description}")]
+pub struct OAuthError {
+    pub status: u16,
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    fn new(status: u16, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+    fn grant(description: impl Into<String>) -> Self {
+        Self::new(400, "invalid_grant", description)
+    }
+    fn server(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "the built-in issuer failed");
+        Self::new(
+            500,
+            "server_error",
+            "the issuer could not complete the request; see the hub's log",
+        )
+    }
+}
+
+/// What the device authorization endpoint answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceGrant {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: u64,
+    pub interval: u64,
+}
+
+/// What the token endpoint answers.
+#[derive(Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a sign-in on the verification page failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInError {
+    /// Unknown user or wrong password: the same answer for both.
+    Wrong,
+    Disabled,
+    RateLimited(Duration),
+    Unavailable,
+}
+
+/// A code shown on the verification page before approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCode {
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
+}
+
+/// The built-in issuer.
+pub struct Issuer {
+    pub settings: IssuerSettings,
+    store: Arc<Mutex<IssuerStore>>,
+    clock: Arc<dyn Clock>,
+    per_account: Limiter,
+    per_address: Limiter,
+}
+
+impl Issuer {
+    pub fn new(settings: IssuerSettings, store: IssuerStore, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            settings,
+            store: Arc::new(Mutex::new(store)),
+            clock,
+            // Five wrong guesses per account per 15 minutes; thirty attempts
+            // per address per 10 minutes (a household behind one NAT).
+            per_account: Limiter::new(Budget {
+                attempts: 5,
+                window: Duration::from_secs(900),
+            }),
+            per_address: Limiter::new(Budget {
+                attempts: 30,
+                window: Duration::from_secs(600),
+            }),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms() as i64
+    }
+
+    /// Runs `f` on the store on a blocking thread.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut IssuerStore) -> Result<T, IssuerStoreError> + Send + 'static,
+    ) -> Result<T, OAuthError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut s)
+        })
+        .await
+        .map_err(OAuthError::server)?
+        .map_err(OAuthError::server)
+    }
+
+    /// The OpenID discovery document.
+    pub fn discovery(&self) -> Value {
+        let s = &self.settings;
+        json!({
+            "issuer": s.issuer,
+            "jwks_uri": s.url("/oauth/jwks"),
+            "device_authorization_endpoint": s.url("/oauth/device_authorization"),
+            "token_endpoint": s.url("/oauth/token"),
+            "revocation_endpoint": s.url("/oauth/revoke"),
+            "grant_types_supported": [DEVICE_GRANT, "refresh_token"],
+            "response_types_supported": ["none"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": SUPPORTED_SCOPES,
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "preferred_username"],
+        })
+    }
+
+    /// The published keys (current and recently retired).
+    pub async fn jwks(&self) -> Result<Value, OAuthError> {
+        let now = self.now_ms();
+        // A retired key stays published until every token it signed has
+        // expired, plus leeway for the verifier's clock.
+        let keep = self.settings.access_ttl.as_millis() as i64 + 5 * 60_000;
+        let keys = self
+            .with_store(move |s| {
+                s.signing_key(now)?;
+                s.published_jwks(now, keep)
+            })
+            .await?;
+        Ok(json!({ "keys": keys }))
+    }
+
+    fn check_client(&self, client_id: Option<&str>) -> Result<(), OAuthError> {
+        match client_id {
+            Some(c) if c == self.settings.client_id => Ok(()),
+            Some(c) => Err(OAuthError::new(
+                401,
+                "invalid_client",
+                format!(
+                    "this issuer knows only the client {:?}, not {c:?}",
+                    self.settings.client_id
+                ),
+            )),
+            None => Err(OAuthError::new(
+                400,
+                "invalid_request",
+                "client_id is missing",
+            )),
+        }
+    }
+
+    fn check_scope(scope: Option<&str>) -> Result<String, OAuthError> {
+        let scope = scope.unwrap_or("openid offline_access");
+        let mut out: Vec<&str> = Vec::new();
+        for s in scope.split_whitespace() {
+            if !SUPPORTED_SCOPES.contains(&s) {
+                return Err(OAuthError::new(
+                    400,
+                    "invalid_scope",
+                    format!(
+                        "the scope {s:?} is not offered; use {}",
+                        SUPPORTED_SCOPES.join(" ")
+                    ),
+                ));
+            }
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        Ok(out.join(" "))
+    }
+
+    /// The device authorization endpoint.
+    pub async fn authorize_device(
+        &self,
+        client_id: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<DeviceGrant, OAuthError> {
+        self.check_client(client_id)?;
+        let scope = Self::check_scope(scope)?;
+        let device_code = random_token(32);
+        let user_code = new_user_code();
+        let now = self.now_ms();
+        let ttl = self.settings.device_ttl;
+        let interval = self.settings.poll_interval.as_secs().max(1);
+        let client = self.settings.client_id.clone();
+        let (dc, uc) = (device_code.clone(), normalize_user_code(&user_code));
+        self.with_store(move |s| {
+            s.insert_device(
+                &dc,
+                &uc,
+                &client,
+                &scope,
+                now,
+                now + ttl.as_millis() as i64,
+                interval as i64,
+            )
+        })
+        .await?;
+        Ok(DeviceGrant {
+            device_code,
+            verification_uri: self.settings.url("/device"),
+            verification_uri_complete: self.settings.url(&format!("/device?user_code={user_code}")),
+            user_code,
+            expires_in: ttl.as_secs(),
+            interval,
+        })
+    }
+
+    /// The token endpoint, for the device grant.
+    pub async fn exchange_device_code(
+        &self,
+        client_id: Option<&str>,
+        device_code: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.check_client(client_id)?;
+        let Some(device_code) = device_code.map(str::to_owned) else {
+            return Err(OAuthError::new(
+                400,
+                "invalid_request",
+                "device_code is missing",
+            ));
+        };
+        let now = self.now_ms();
+        let dc = device_code.clone();
+        let Some(row) = self.with_store(move |s| s.poll_device(&dc, now)).await? else {
+            return Err(OAuthError::grant(
+                "the device code is not one this issuer gave out",
+            ));
+        };
+        if row.expires_ms <= now && row.state != DeviceState::Approved {
+            return Err(OAuthError::new(
+                400,
+                "expired_token",
+                "the device code has expired; start the sign-in again",
+            ));
+        }
+        match row.state {
+            DeviceState::Pending => {
+                let too_soon = row
+                    .last_poll_ms
+                    .is_some_and(|last| now - last < row.interval_s * 1000 - 200);
+                if too_soon {
+                    let slower = row.interval_s + 5;
+                    self.with_store(move |s| s.slow_device(&device_code, slower))
+                        .await?;
+                    return Err(OAuthError::new(
+                        400,
+                        "slow_down",
+                        format!(
+                            "polling faster than every {} s; wait {slower} s between polls",
+                            row.interval_s
+                        ),
+                    ));
+                }
+                Err(OAuthError::new(
+                    400,
+                    "authorization_pending",
+                    "the code has not been approved yet",
+                ))
+            }
+            DeviceState::Denied => Err(OAuthError::new(
+                400,
+                "access_denied",
+                "the sign-in was denied on the verification page",
+            )),
+            DeviceState::Used => Err(OAuthError::grant(
+                "the device code was already exchanged for tokens",
+            )),
+            DeviceState::Approved => {
+                let sub = row.sub.unwrap_or_default();
+                let family = Family {
+                    family: random_token(12),
+                    sub,
+                    client_id: row.client_id,
+                    scope: row.scope,
+                    auth_time_ms: row.auth_time_ms.unwrap_or(now),
+                };
+                self.issue(family, None).await
+            }
+        }
+    }
+
+    /// The token endpoint, for the refresh grant: rotates the token.
+    pub async fn refresh(
+        &self,
+        client_id: Option<&str>,
+        refresh_token: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.check_client(client_id)?;
+        let Some(token) = refresh_token.map(str::to_owned) else {
+            return Err(OAuthError::new(
+                400,
+                "invalid_request",
+                "refresh_token is missing",
+            ));
+        };
+        let now = self.now_ms();
+        let ttl = self.settings.refresh_ttl.as_millis() as i64;
+        match self
+            .with_store(move |s| s.use_refresh(&token, now, ttl))
+            .await?
+        {
+            RefreshUse::Rotated { family, new_token } => self.issue(family, Some(new_token)).await,
+            RefreshUse::Reused { family } => {
+                tracing::warn!(sub = %family.sub, "a spent refresh token was presented again: revoked every token of that sign-in");
+                Err(OAuthError::grant(
+                    "the refresh token was already used once, so every token of this sign-in is now revoked; sign in again",
+                ))
+            }
+            RefreshUse::Revoked => Err(OAuthError::grant(
+                "the refresh token has been revoked; sign in again",
+            )),
+            RefreshUse::Expired => Err(OAuthError::grant(
+                "the refresh token has expired; sign in again",
+            )),
+            RefreshUse::Unknown => Err(OAuthError::grant(
+                "the refresh token is not one this issuer gave out",
+            )),
+        }
+    }
+
+    /// Signs the tokens of `family`; a new family's first refresh token is
+    /// created here, a rotated one arrives as `rotated`.
+    async fn issue(
+        &self,
+        family: Family,
+        rotated: Option<String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let now = self.now_ms();
+        let sub = family.sub.clone();
+        let account = self.with_store(move |s| s.account_by_sub(&sub)).await?;
+        let account = match account {
+            Some(a) if !a.disabled => a,
+            found => {
+                let fam = family.family.clone();
+                let _ = self
+                    .with_store(move |s| s.revoke_family(&fam, "account disabled or removed", now))
+                    .await;
+                return Err(OAuthError::grant(if found.is_some() {
+                    "the account is disabled; ask the hub's operator"
+                } else {
+                    "the account no longer exists"
+                }));
+            }
+        };
+        let offline = family
+            .scope
+            .split_whitespace()
+            .any(|s| s == "offline_access");
+        let refresh_token = match rotated {
+            Some(t) => Some(t),
+            None if offline => {
+                let ttl = self.settings.refresh_ttl.as_millis() as i64;
+                let f = family.clone();
+                Some(self.with_store(move |s| s.new_family(&f, now, ttl)).await?)
+            }
+            None => None,
+        };
+        let key = self.with_store(move |s| s.signing_key(now)).await?;
+        let s = &self.settings;
+        let iat = now / 1000;
+        let exp = iat + s.access_ttl.as_secs() as i64;
+        let auth_time = family.auth_time_ms / 1000;
+        let access = json!({
+            "iss": s.issuer,
+            "sub": account.sub,
+            "aud": s.audience,
+            "exp": exp,
+            "iat": iat,
+            "jti": random_token(16),
+            "client_id": family.client_id,
+            "scope": family.scope,
+            "auth_time": auth_time,
+        });
+        let access_token = key.sign("at+jwt", &access).map_err(OAuthError::server)?;
+        let id_token = if family.scope.split_whitespace().any(|s| s == "openid") {
+            let id = json!({
+                "iss": s.issuer,
+                "sub": account.sub,
+                "aud": family.client_id,
+                "exp": exp,
+                "iat": iat,
+                "auth_time": auth_time,
+                "preferred_username": account.username,
+            });
+            Some(key.sign("JWT", &id).map_err(OAuthError::server)?)
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: s.access_ttl.as_secs(),
+            scope: family.scope,
+            refresh_token,
+            id_token,
+        })
+    }
+
+    /// RFC 7009: revokes the sign-in a refresh token belongs to. Unknown
+    /// tokens and access tokens (which simply expire) are not an error.
+    pub async fn revoke(
+        &self,
+        client_id: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<(), OAuthError> {
+        self.check_client(client_id)?;
+        let Some(token) = token.map(str::to_owned) else {
+            return Err(OAuthError::new(400, "invalid_request", "token is missing"));
+        };
+        let now = self.now_ms();
+        self.with_store(move |s| s.revoke_refresh(&token, now))
+            .await?;
+        Ok(())
+    }
+
+    /// The code a user typed, if it is pending and live.
+    pub async fn pending_code(&self, user_code: &str) -> Result<Option<PendingCode>, OAuthError> {
+        let code = normalize_user_code(user_code);
+        if code.len() != 8 {
+            return Ok(None);
+        }
+        let now = self.now_ms();
+        let lookup = code.clone();
+        let row = self
+            .with_store(move |s| s.device_by_user_code(&lookup))
+            .await?;
+        Ok(row
+            .filter(|r| r.state == DeviceState::Pending && r.expires_ms > now)
+            .map(|r| PendingCode {
+                user_code: format_user_code(&code),
+                client_id: r.client_id,
+                scope: r.scope,
+            }))
+    }
+
+    /// Approves (for `sub`) or denies a pending code; false when it is no
+    /// longer pending.
+    pub async fn decide(
+        &self,
+        user_code: &str,
+        approve_for: Option<String>,
+    ) -> Result<bool, OAuthError> {
+        let code = normalize_user_code(user_code);
+        let now = self.now_ms();
+        self.with_store(move |s| s.decide_device(&code, approve_for.as_deref(), now))
+            .await
+    }
+
+    /// Signs a local account in: rate-limited per account and address,
+    /// the same answer (after the same work) for an unknown user and a wrong
+    /// password, and a hash made under older parameters is upgraded.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        address: &str,
+    ) -> Result<Account, SignInError> {
+        let name = normalize_username(username);
+        let now = self.clock.now_ms();
+        let account_key = format!("account:{name}");
+        self.per_address
+            .attempt(&format!("address:{address}"), now)
+            .map_err(SignInError::RateLimited)?;
+        self.per_account
+            .attempt(&account_key, now)
+            .map_err(SignInError::RateLimited)?;
+        let store = self.store.clone();
+        let password = password.to_owned();
+        let lookup = name.clone();
+        let outcome = tokio::task::spawn_blocking(
+            move || -> Result<(Option<Account>, Check), IssuerStoreError> {
+                let account = store
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .account(&lookup)?;
+                let check = passwords::verify_or_dummy(
+                    account.as_ref().and_then(|a| a.password_hash.as_deref()),
+                    &password,
+                );
+                if check == Check::RightNeedsUpgrade
+                    && let Ok(new_hash) = passwords::hash(&password)
+                {
+                    let _ = store
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .set_password(&lookup, &new_hash, now as i64);
+                }
+                Ok((account, check))
+            },
+        )
+        .await;
+        let (account, check) = match outcome {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "sign-in could not read the accounts");
+                return Err(SignInError::Unavailable);
+            }
+            Err(_) => return Err(SignInError::Unavailable),
+        };
+        match (account, check) {
+            (Some(a), Check::Right | Check::RightNeedsUpgrade) => {
+                self.per_account.clear(&account_key);
+                if a.disabled {
+                    Err(SignInError::Disabled)
+                } else {
+                    Ok(a)
+                }
+            }
+            _ => Err(SignInError::Wrong),
+        }
+    }
+
+    /// The live invite behind a link: its user name.
+    pub async fn invite(&self, secret: &str) -> Result<Option<String>, OAuthError> {
+        let now = self.now_ms();
+        let secret = secret.to_owned();
+        Ok(self
+            .with_store(move |s| s.invite(&secret, now))
+            .await?
+            .map(|(name, _)| name))
+    }
+
+    /// Spends an invite: sets the password (creating the account when
+    /// needed). Returns the user name, role and subject.
+    pub async fn redeem_invite(
+        &self,
+        secret: &str,
+        password: &str,
+    ) -> Result<Option<(String, String, String)>, InviteError> {
+        let hash = {
+            let password = password.to_owned();
+            tokio::task::spawn_blocking(move || passwords::hash(&password))
+                .await
+                .map_err(|_| InviteError::Unavailable)?
+                .map_err(InviteError::Password)?
+        };
+        let now = self.now_ms();
+        let secret = secret.to_owned();
+        self.with_store(move |s| s.redeem_invite(&secret, &hash, now))
+            .await
+            .map_err(|_| InviteError::Unavailable)
+    }
+}
+
+/// Why redeeming an invite failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteError {
+    Password(passwords::PasswordError),
+    Unavailable,
+}
+
+/// A fresh user code, `XXXX-XXXX`, from [`USER_CODE_ALPHABET`] (~34 bits).
+pub fn new_user_code() -> String {
+    let mut bytes = [0u8; 8];
+    super::keys::fill_random(&mut bytes);
+    let n = USER_CODE_ALPHABET.len();
+    // 256 % 20 != 0: reject the biased top of the byte range.
+    let mut letters = String::with_capacity(8);
+    let mut pool = bytes.to_vec();
+    while letters.len() < 8 {
+        if pool.is_empty() {
+            let mut more = [0u8; 8];
+            super::keys::fill_random(&mut more);
+            pool.extend_from_slice(&more);
+        }
+        let b = pool.pop().unwrap_or(0) as usize;
+        if b < 256 - 256 % n {
+            letters.push(USER_CODE_ALPHABET[b % n] as char);
+        }
+    }
+    format_user_code(&letters)
+}
+
+/// `ABCDEFGH` → `ABCD-EFGH`.
+fn format_user_code(code: &str) -> String {
+    if code.len() == 8 {
+        format!("{}-{}", &code[..4], &code[4..])
+    } else {
+        code.to_owned()
+    }
+}
+
+/// What a person typed, as stored: letters only, upper case.
+pub fn normalize_user_code(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_uppercase())
+        .take(16)
+        .collect()
+}
+
+/// User names are compared without case and surrounding space.
+pub fn normalize_username(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Checks a new user name: 1–64 characters, letters, digits and `.-_@+`.
+pub fn check_username(name: &str) -> Result<String, String> {
+    let name = normalize_username(name);
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err("a user name has 1 to 64 characters".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || ".-_@+".contains(*c)))
+    {
+        return Err(format!(
+            "a user name may hold letters, digits and . - _ @ +, not {c:?}"
+        ));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_codes_are_readable_and_normalize() {
+        for _ in 0..50 {
+            let c = new_user_code();
+            assert_eq!(c.len(), 9);
+            assert_eq!(&c[4..5], "-");
+            assert!(
+                c.chars()
+                    .filter(|c| *c != '-')
+                    .all(|c| USER_CODE_ALPHABET.contains(&(c as u8)))
+            );
+        }
+        assert_eq!(normalize_user_code(" bcdf-ghjk "), "BCDFGHJK");
+        assert_eq!(
+            format_user_code("BCDFGHJK"),
+            "BCDFGHJK"[..4].to_owned() + "-GHJK"
+        );
+    }
+
+    #[test]
+    fn user_names() {
+        assert_eq!(
+            check_username(" Alice@Example.org ").unwrap(),
+            "alice@example.org"
+        );
+        assert!(check_username("").is_err());
+        assert!(check_username("a b").is_err());
+        assert!(check_username(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn scopes_are_checked_and_deduplicated() {
+        assert_eq!(Issuer::check_scope(None).unwrap(), "openid offline_access");
+        assert_eq!(
+            Issuer::check_scope(Some("openid openid profile")).unwrap(),
+            "openid profile"
+        );
+        assert_eq!(
+            Issuer::check_scope(Some("admin")).unwrap_err().error,
+            "invalid_scope"
+        );
+    }
+}

@@ -1,0 +1,1058 @@
+//! Where the built-in issuer keeps its state: tables beside the replica's
+//! in the same SQLite file (one file to back up), on a connection of its
+//! own so a slow sign-in never queues behind sync.
+//!
+//! Secrets are never stored: device codes, user codes, refresh tokens and
+//! invite links are kept as SHA-256 hashes ([`hash_secret`]), passwords as
+//! Argon2id hashes. Every multi-step change (redeeming a device code,
+//! rotating a refresh token) is one transaction, so two concurrent
+//! requests can never both win. This module holds the SQL and nothing
+//! about HTTP or OAuth wording (see [`grants`](super::grants)).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::keys::{SigningKey, hash_secret, random_token};
+
+/// This code's issuer schema version.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE issuer_keys (
+    kid TEXT PRIMARY KEY,
+    pkcs8 BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    retired_ms INTEGER
+);
+CREATE TABLE issuer_accounts (
+    sub TEXT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE issuer_device_codes (
+    device_hash TEXT PRIMARY KEY,
+    user_code_hash TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    interval_s INTEGER NOT NULL,
+    last_poll_ms INTEGER,
+    state TEXT NOT NULL,
+    sub TEXT,
+    auth_time_ms INTEGER
+);
+CREATE TABLE issuer_families (
+    family TEXT PRIMARY KEY,
+    sub TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    auth_time_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,
+    revoked_why TEXT
+);
+CREATE TABLE issuer_refresh_tokens (
+    hash TEXT PRIMARY KEY,
+    family TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_ms INTEGER
+);
+CREATE INDEX issuer_refresh_by_family ON issuer_refresh_tokens (family);
+CREATE TABLE issuer_invites (
+    hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_ms INTEGER
+);
+";
+
+/// Why the issuer's store failed. Each reads as one sentence.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerStoreError {
+    #[error("the issuer's tables in {}: {source}", .path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the issuer's tables in {} are version {found}, newer than this hephd understands ({supported}); upgrade hephd",
+        .path.display()
+    )]
+    Newer {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(transparent)]
+    Key(#[from] super::keys::KeyError),
+    #[error("there is no account named {0:?}; list them with hephd user list")]
+    NoAccount(String),
+    #[error(
+        "an account named {0:?} already exists; change its password with hephd user passwd {0}"
+    )]
+    AccountExists(String),
+}
+
+type Result<T> = std::result::Result<T, IssuerStoreError>;
+
+/// A local account (never with its password hash in `Debug`).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Account {
+    pub sub: String,
+    pub username: String,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    pub created_ms: i64,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("sub", &self.sub)
+            .field("username", &self.username)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pending (or decided) device authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub client_id: String,
+    pub scope: String,
+    pub expires_ms: i64,
+    pub interval_s: i64,
+    pub last_poll_ms: Option<i64>,
+    pub state: DeviceState,
+    pub sub: Option<String>,
+    pub auth_time_ms: Option<i64>,
+}
+
+/// Where a device authorization stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    Pending,
+    Approved,
+    Denied,
+    /// Approved and exchanged for tokens: a second exchange is refused.
+    Used,
+}
+
+impl DeviceState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Pending => "pending",
+            DeviceState::Approved => "approved",
+            DeviceState::Denied => "denied",
+            DeviceState::Used => "used",
+        }
+    }
+    fn parse(s: &str) -> DeviceState {
+        match s {
+            "approved" => DeviceState::Approved,
+            "denied" => DeviceState::Denied,
+            "used" => DeviceState::Used,
+            _ => DeviceState::Pending,
+        }
+    }
+}
+
+/// A refresh-token family: every token rotated from one sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    pub family: String,
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub auth_time_ms: i64,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Valid: it is now spent, and `new_token` (already stored) replaces it.
+    Rotated {
+        family: Family,
+        new_token: String,
+    },
+    /// Already spent once: the whole family is now revoked.
+    Reused {
+        family: Family,
+    },
+    /// Its family was revoked (sign-out, reuse, disabled account).
+    Revoked,
+    Expired,
+    Unknown,
+}
+
+/// The issuer's tables, on their own connection.
+pub struct IssuerStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl IssuerStore {
+    /// Opens the issuer's tables in the replica database at `path` (which
+    /// the replica has already created), creating them when missing.
+    pub fn open(path: &Path) -> Result<Self> {
+        let err = |source| IssuerStoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(err)?;
+        let mut store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> IssuerStoreError {
+        IssuerStoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |source| IssuerStoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let run = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<Option<i64>> {
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS issuer_schema (version INTEGER PRIMARY KEY)",
+                [],
+            )?;
+            let found: i64 = tx.query_row(
+                "SELECT coalesce(max(version), 0) FROM issuer_schema",
+                [],
+                |r| r.get(0),
+            )?;
+            if found > SCHEMA_VERSION {
+                return Ok(Some(found));
+            }
+            if found < 1 {
+                tx.execute_batch(SCHEMA_V1)?;
+                tx.execute("INSERT INTO issuer_schema (version) VALUES (1)", [])?;
+            }
+            Ok(None)
+        };
+        match run(&tx) {
+            Ok(Some(found)) => Err(IssuerStoreError::Newer {
+                path: path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            Ok(None) => tx.commit().map_err(sql),
+            Err(e) => Err(sql(e)),
+        }
+    }
+
+    // ---- keys ----
+
+    /// The newest unretired key, made (and stored) when there is none.
+    pub fn signing_key(&mut self, now_ms: i64) -> Result<SigningKey> {
+        let row: Option<(String, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT kid, pkcs8 FROM issuer_keys WHERE retired_ms IS NULL
+                 ORDER BY created_ms DESC, rowid DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match row {
+            Some((kid, der)) => Ok(SigningKey::from_pkcs8(&kid, &der)?),
+            None => self.add_key(now_ms),
+        }
+    }
+
+    /// Adds a fresh key and retires every other one; returns the new key.
+    pub fn rotate_key(&mut self, now_ms: i64) -> Result<SigningKey> {
+        self.conn
+            .execute(
+                "UPDATE issuer_keys SET retired_ms = ?1 WHERE retired_ms IS NULL",
+                [now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        self.add_key(now_ms)
+    }
+
+    fn add_key(&mut self, now_ms: i64) -> Result<SigningKey> {
+        let key = SigningKey::generate()?;
+        self.conn
+            .execute(
+                "INSERT INTO issuer_keys (kid, pkcs8, created_ms) VALUES (?1, ?2, ?3)",
+                params![key.kid, key.pkcs8(), now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(key)
+    }
+
+    /// The public JWKs to publish: every unretired key, and retired ones
+    /// for `keep_ms` after retirement (their tokens may still be live).
+    /// Older retired keys are deleted.
+    pub fn published_jwks(&mut self, now_ms: i64, keep_ms: i64) -> Result<Vec<serde_json::Value>> {
+        self.conn
+            .execute(
+                "DELETE FROM issuer_keys WHERE retired_ms IS NOT NULL AND retired_ms < ?1",
+                [now_ms - keep_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kid, pkcs8 FROM issuer_keys ORDER BY created_ms DESC, rowid DESC")
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, Vec<u8>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| IssuerStoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        rows.iter()
+            .map(|(kid, der)| Ok(SigningKey::from_pkcs8(kid, der)?.jwk))
+            .collect()
+    }
+
+    // ---- accounts ----
+
+    /// Creates an account; returns its subject (a random, stable id).
+    pub fn add_account(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<String> {
+        if self.account(username)?.is_some() {
+            return Err(IssuerStoreError::AccountExists(username.to_owned()));
+        }
+        let sub = format!("u-{}", random_token(12));
+        self.conn
+            .execute(
+                "INSERT INTO issuer_accounts (sub, username, password_hash, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![sub, username, password_hash, now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(sub)
+    }
+
+    fn account_where(&self, clause: &str, value: &str) -> Result<Option<Account>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT sub, username, password_hash, disabled, created_ms FROM issuer_accounts WHERE {clause} = ?1"
+                ),
+                [value],
+                |r| {
+                    Ok(Account {
+                        sub: r.get(0)?,
+                        username: r.get(1)?,
+                        password_hash: r.get(2)?,
+                        disabled: r.get::<_, i64>(3)? != 0,
+                        created_ms: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The account with this user name (names are kept lowercase).
+    pub fn account(&self, username: &str) -> Result<Option<Account>> {
+        self.account_where("username", username)
+    }
+
+    /// The account with this subject.
+    pub fn account_by_sub(&self, sub: &str) -> Result<Option<Account>> {
+        self.account_where("sub", sub)
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sub, username, disabled, created_ms FROM issuer_accounts ORDER BY username",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(Account {
+                sub: r.get(0)?,
+                username: r.get(1)?,
+                password_hash: None,
+                disabled: r.get::<_, i64>(2)? != 0,
+                created_ms: r.get(3)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Sets an account's password hash.
+    pub fn set_password(&mut self, username: &str, password_hash: &str, now_ms: i64) -> Result<()> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE issuer_accounts SET password_hash = ?2, updated_ms = ?3 WHERE username = ?1",
+                params![username, password_hash, now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(IssuerStoreError::NoAccount(username.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Disables or re-enables an account. Disabling also revokes every
+    /// refresh token the account holds. Returns its subject.
+    pub fn set_disabled(&mut self, username: &str, disabled: bool, now_ms: i64) -> Result<String> {
+        let account = self
+            .account(username)?
+            .ok_or_else(|| IssuerStoreError::NoAccount(username.to_owned()))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| IssuerStoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        let run = || -> rusqlite::Result<()> {
+            tx.execute(
+                "UPDATE issuer_accounts SET disabled = ?2, updated_ms = ?3 WHERE username = ?1",
+                params![username, i64::from(disabled), now_ms],
+            )?;
+            if disabled {
+                tx.execute(
+                    "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = 'account disabled'
+                     WHERE sub = ?1 AND revoked_ms IS NULL",
+                    params![account.sub, now_ms],
+                )?;
+            }
+            Ok(())
+        };
+        run().map_err(|e| IssuerStoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(account.sub)
+    }
+
+    // ---- device authorizations ----
+
+    /// Records a new device authorization (codes stored hashed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_device(
+        &mut self,
+        device_code: &str,
+        user_code: &str,
+        client_id: &str,
+        scope: &str,
+        now_ms: i64,
+        expires_ms: i64,
+        interval_s: i64,
+    ) -> Result<()> {
+        // Expired authorizations are of no use to anyone: sweep them here.
+        self.conn
+            .execute(
+                "DELETE FROM issuer_device_codes WHERE expires_ms < ?1",
+                [now_ms - 3_600_000],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(
+                "INSERT INTO issuer_device_codes
+                 (device_hash, user_code_hash, client_id, scope, created_ms, expires_ms, interval_s, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+                params![
+                    hash_secret(device_code),
+                    hash_secret(user_code),
+                    client_id,
+                    scope,
+                    now_ms,
+                    expires_ms,
+                    interval_s
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn device_where(&self, column: &str, hash: &str) -> Result<Option<DeviceRow>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT client_id, scope, expires_ms, interval_s, last_poll_ms, state, sub, auth_time_ms
+                     FROM issuer_device_codes WHERE {column} = ?1"
+                ),
+                [hash],
+                |r| {
+                    Ok(DeviceRow {
+                        client_id: r.get(0)?,
+                        scope: r.get(1)?,
+                        expires_ms: r.get(2)?,
+                        interval_s: r.get(3)?,
+                        last_poll_ms: r.get(4)?,
+                        state: DeviceState::parse(&r.get::<_, String>(5)?),
+                        sub: r.get(6)?,
+                        auth_time_ms: r.get(7)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The authorization a user code belongs to.
+    pub fn device_by_user_code(&self, user_code: &str) -> Result<Option<DeviceRow>> {
+        self.device_where("user_code_hash", &hash_secret(user_code))
+    }
+
+    /// Approves (with the account's subject) or denies a pending
+    /// authorization; false when it is no longer pending.
+    pub fn decide_device(
+        &mut self,
+        user_code: &str,
+        approve: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let (state, sub) = match approve {
+            Some(sub) => (DeviceState::Approved, Some(sub)),
+            None => (DeviceState::Denied, None),
+        };
+        let n = self
+            .conn
+            .execute(
+                "UPDATE issuer_device_codes SET state = ?2, sub = ?3, auth_time_ms = ?4
+                 WHERE user_code_hash = ?1 AND state = 'pending' AND expires_ms > ?4",
+                params![hash_secret(user_code), state.as_str(), sub, now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// One poll of the token endpoint for `device_code`: returns the row as
+    /// it was, records this poll's time, and marks an approved one used (so
+    /// it is exchanged exactly once).
+    pub fn poll_device(&mut self, device_code: &str, now_ms: i64) -> Result<Option<DeviceRow>> {
+        let hash = hash_secret(device_code);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| IssuerStoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        let row = {
+            let this = Self::device_row_tx(&tx, &hash).map_err(|e| IssuerStoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            if let Some(row) = &this {
+                let next = if row.state == DeviceState::Approved {
+                    DeviceState::Used
+                } else {
+                    row.state
+                };
+                tx.execute(
+                    "UPDATE issuer_device_codes SET last_poll_ms = ?2, state = ?3 WHERE device_hash = ?1",
+                    params![hash, now_ms, next.as_str()],
+                )
+                .map_err(|e| IssuerStoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            }
+            this
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(row)
+    }
+
+    /// Makes polling slower for this device code (after a `slow_down`).
+    pub fn slow_device(&mut self, device_code: &str, interval_s: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE issuer_device_codes SET interval_s = ?2 WHERE device_hash = ?1",
+                params![hash_secret(device_code), interval_s],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn device_row_tx(
+        tx: &rusqlite::Transaction<'_>,
+        hash: &str,
+    ) -> rusqlite::Result<Option<DeviceRow>> {
+        tx.query_row(
+            "SELECT client_id, scope, expires_ms, interval_s, last_poll_ms, state, sub, auth_time_ms
+             FROM issuer_device_codes WHERE device_hash = ?1",
+            [hash],
+            |r| {
+                Ok(DeviceRow {
+                    client_id: r.get(0)?,
+                    scope: r.get(1)?,
+                    expires_ms: r.get(2)?,
+                    interval_s: r.get(3)?,
+                    last_poll_ms: r.get(4)?,
+                    state: DeviceState::parse(&r.get::<_, String>(5)?),
+                    sub: r.get(6)?,
+                    auth_time_ms: r.get(7)?,
+                })
+            },
+        )
+        .optional()
+    }
+
+    // ---- refresh tokens ----
+
+    /// Starts a family for a new sign-in and returns its first refresh token.
+    pub fn new_family(&mut self, family: &Family, now_ms: i64, ttl_ms: i64) -> Result<String> {
+        let token = random_token(32);
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| IssuerStoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        let run = || -> rusqlite::Result<()> {
+            tx.execute(
+                "INSERT INTO issuer_families (family, sub, client_id, scope, auth_time_ms, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    family.family,
+                    family.sub,
+                    family.client_id,
+                    family.scope,
+                    family.auth_time_ms,
+                    now_ms
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO issuer_refresh_tokens (hash, family, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![hash_secret(&token), family.family, now_ms, now_ms + ttl_ms],
+            )?;
+            Ok(())
+        };
+        run().map_err(|e| IssuerStoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(token)
+    }
+
+    /// Presents a refresh token: rotates it, or detects reuse and revokes
+    /// its family, in one transaction.
+    pub fn use_refresh(&mut self, token: &str, now_ms: i64, ttl_ms: i64) -> Result<RefreshUse> {
+        let hash = hash_secret(token);
+        let path = self.path.clone();
+        let sql = |source| IssuerStoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let found: Option<(String, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT family, expires_ms, used_ms FROM issuer_refresh_tokens WHERE hash = ?1",
+                [&hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((family_id, expires_ms, used_ms)) = found else {
+            return Ok(RefreshUse::Unknown);
+        };
+        let family: (Family, Option<i64>) = tx
+            .query_row(
+                "SELECT family, sub, client_id, scope, auth_time_ms, revoked_ms FROM issuer_families WHERE family = ?1",
+                [&family_id],
+                |r| {
+                    Ok((
+                        Family {
+                            family: r.get(0)?,
+                            sub: r.get(1)?,
+                            client_id: r.get(2)?,
+                            scope: r.get(3)?,
+                            auth_time_ms: r.get(4)?,
+                        },
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .map_err(sql)?;
+        let (family, revoked) = family;
+        if revoked.is_some() {
+            return Ok(RefreshUse::Revoked);
+        }
+        if used_ms.is_some() {
+            tx.execute(
+                "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = 'refresh token reused'
+                 WHERE family = ?1",
+                params![family.family, now_ms],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            return Ok(RefreshUse::Reused { family });
+        }
+        if expires_ms <= now_ms {
+            return Ok(RefreshUse::Expired);
+        }
+        let new_token = random_token(32);
+        tx.execute(
+            "UPDATE issuer_refresh_tokens SET used_ms = ?2 WHERE hash = ?1",
+            params![hash, now_ms],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "INSERT INTO issuer_refresh_tokens (hash, family, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![hash_secret(&new_token), family.family, now_ms, now_ms + ttl_ms],
+        )
+        .map_err(sql)?;
+        // Spent tokens older than a day are kept only to detect reuse; a
+        // family's history beyond that is not needed.
+        tx.execute(
+            "DELETE FROM issuer_refresh_tokens WHERE family = ?1 AND used_ms IS NOT NULL AND used_ms < ?2",
+            params![family.family, now_ms - 30 * 86_400_000],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(RefreshUse::Rotated { family, new_token })
+    }
+
+    /// Revokes the family of a refresh token (RFC 7009); false when the
+    /// token is unknown.
+    pub fn revoke_refresh(&mut self, token: &str, now_ms: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = 'revoked by the client'
+                 WHERE revoked_ms IS NULL AND family =
+                   (SELECT family FROM issuer_refresh_tokens WHERE hash = ?1)",
+                params![hash_secret(token), now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Revokes one family, saying why.
+    pub fn revoke_family(&mut self, family: &str, why: &str, now_ms: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = ?3
+                 WHERE family = ?1 AND revoked_ms IS NULL",
+                params![family, now_ms, why],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    // ---- invites ----
+
+    /// Records a single-use invite link for `username`; returns its secret.
+    pub fn add_invite(
+        &mut self,
+        username: &str,
+        role: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<String> {
+        let secret = random_token(32);
+        self.conn
+            .execute(
+                "INSERT INTO issuer_invites (hash, username, role, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash_secret(&secret), username, role, now_ms, now_ms + ttl_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(secret)
+    }
+
+    /// The user name and role of a live, unused invite.
+    pub fn invite(&self, secret: &str, now_ms: i64) -> Result<Option<(String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT username, role FROM issuer_invites WHERE hash = ?1 AND used_ms IS NULL AND expires_ms > ?2",
+                params![hash_secret(secret), now_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Spends an invite and creates (or resets) its account with
+    /// `password_hash`, in one transaction. Returns the user name, role
+    /// and subject, or `None` when the invite is no longer live.
+    pub fn redeem_invite(
+        &mut self,
+        secret: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, String, String)>> {
+        let path = self.path.clone();
+        let sql = |source| IssuerStoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let n = tx
+            .execute(
+                "UPDATE issuer_invites SET used_ms = ?2 WHERE hash = ?1 AND used_ms IS NULL AND expires_ms > ?2",
+                params![hash_secret(secret), now_ms],
+            )
+            .map_err(sql)?;
+        if n != 1 {
+            return Ok(None);
+        }
+        let (username, role): (String, String) = tx
+            .query_row(
+                "SELECT username, role FROM issuer_invites WHERE hash = ?1",
+                [hash_secret(secret)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT sub FROM issuer_accounts WHERE username = ?1",
+                [&username],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        let sub = match existing {
+            Some(sub) => {
+                tx.execute(
+                    "UPDATE issuer_accounts SET password_hash = ?2, disabled = 0, updated_ms = ?3 WHERE sub = ?1",
+                    params![sub, password_hash, now_ms],
+                )
+                .map_err(sql)?;
+                sub
+            }
+            None => {
+                let sub = format!("u-{}", random_token(12));
+                tx.execute(
+                    "INSERT INTO issuer_accounts (sub, username, password_hash, created_ms, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![sub, username, password_hash, now_ms],
+                )
+                .map_err(sql)?;
+                sub
+            }
+        };
+        tx.commit().map_err(sql)?;
+        Ok(Some((username, role, sub)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, IssuerStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heph.db");
+        let store = IssuerStore::open(&path).unwrap();
+        (dir, store)
+    }
+
+    fn family(sub: &str) -> Family {
+        Family {
+            family: random_token(12),
+            sub: sub.into(),
+            client_id: "heph".into(),
+            scope: "openid offline_access".into(),
+            auth_time_ms: 1,
+        }
+    }
+
+    #[test]
+    fn rotation_spends_each_token_once_and_reuse_revokes_the_family() {
+        let (_d, mut s) = open();
+        let first = s.new_family(&family("u-1"), 1_000, 60_000).unwrap();
+        let RefreshUse::Rotated {
+            new_token: second, ..
+        } = s.use_refresh(&first, 2_000, 60_000).unwrap()
+        else {
+            panic!("first use rotates");
+        };
+        let RefreshUse::Rotated {
+            new_token: third, ..
+        } = s.use_refresh(&second, 3_000, 60_000).unwrap()
+        else {
+            panic!("second use rotates");
+        };
+        // An attacker replays the first token: the whole family dies,
+        // including the legitimate holder's current token.
+        assert!(matches!(
+            s.use_refresh(&first, 4_000, 60_000).unwrap(),
+            RefreshUse::Reused { .. }
+        ));
+        assert_eq!(
+            s.use_refresh(&third, 5_000, 60_000).unwrap(),
+            RefreshUse::Revoked
+        );
+        assert_eq!(
+            s.use_refresh("made-up", 5_000, 60_000).unwrap(),
+            RefreshUse::Unknown
+        );
+    }
+
+    #[test]
+    fn refresh_tokens_expire_and_revocation_ends_the_family() {
+        let (_d, mut s) = open();
+        let t = s.new_family(&family("u-1"), 1_000, 10_000).unwrap();
+        assert_eq!(
+            s.use_refresh(&t, 20_000, 10_000).unwrap(),
+            RefreshUse::Expired
+        );
+        let t = s.new_family(&family("u-1"), 1_000, 10_000).unwrap();
+        assert!(s.revoke_refresh(&t, 2_000).unwrap());
+        assert!(!s.revoke_refresh("unknown", 2_000).unwrap());
+        assert_eq!(
+            s.use_refresh(&t, 3_000, 10_000).unwrap(),
+            RefreshUse::Revoked
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_stored_in_the_clear() {
+        let (dir, mut s) = open();
+        let t = s.new_family(&family("u-1"), 1_000, 10_000).unwrap();
+        s.insert_device("device-secret", "USERCODE", "heph", "openid", 0, 10_000, 5)
+            .unwrap();
+        let invite = s.add_invite("a@example.org", "writer", 0, 10_000).unwrap();
+        drop(s);
+        let bytes = std::fs::read(dir.path().join("heph.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("heph.db-wal")).unwrap_or_default();
+        for secret in [t.as_str(), "device-secret", "USERCODE", invite.as_str()] {
+            for file in [&bytes, &wal] {
+                assert!(
+                    !file.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret} is stored in the clear"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_device_code_is_decided_once_and_exchanged_once() {
+        let (_d, mut s) = open();
+        s.insert_device("dc", "ABCDEFGH", "heph", "openid", 0, 60_000, 5)
+            .unwrap();
+        assert_eq!(
+            s.poll_device("dc", 1).unwrap().unwrap().state,
+            DeviceState::Pending
+        );
+        assert!(s.decide_device("ABCDEFGH", Some("u-1"), 2).unwrap());
+        assert!(
+            !s.decide_device("ABCDEFGH", None, 3).unwrap(),
+            "already decided"
+        );
+        let row = s.poll_device("dc", 4).unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.sub.as_deref()),
+            (DeviceState::Approved, Some("u-1"))
+        );
+        assert_eq!(
+            s.poll_device("dc", 5).unwrap().unwrap().state,
+            DeviceState::Used
+        );
+        assert!(s.poll_device("other", 5).unwrap().is_none());
+        // An expired code cannot be approved.
+        s.insert_device("dc2", "ZZZZZZZZ", "heph", "openid", 0, 10, 5)
+            .unwrap();
+        assert!(!s.decide_device("ZZZZZZZZ", Some("u-1"), 11).unwrap());
+    }
+
+    #[test]
+    fn keys_rotate_and_retired_keys_are_published_for_a_while() {
+        let (_d, mut s) = open();
+        let first = s.signing_key(0).unwrap();
+        assert_eq!(s.signing_key(1).unwrap().kid, first.kid, "the key is kept");
+        let second = s.rotate_key(1_000).unwrap();
+        assert_eq!(s.signing_key(1_001).unwrap().kid, second.kid);
+        let kids = |v: Vec<serde_json::Value>| -> Vec<String> {
+            v.iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            kids(s.published_jwks(2_000, 5_000).unwrap()),
+            [second.kid.clone(), first.kid.clone()]
+        );
+        assert_eq!(
+            kids(s.published_jwks(7_000, 5_000).unwrap()),
+            vec![second.kid]
+        );
+    }
+
+    #[test]
+    fn accounts_disable_revokes_their_tokens_and_invites_are_single_use() {
+        let (_d, mut s) = open();
+        let sub = s.add_account("alice", "$argon2id$x", 0).unwrap();
+        assert!(matches!(
+            s.add_account("alice", "h", 0),
+            Err(IssuerStoreError::AccountExists(_))
+        ));
+        let mut f = family(&sub);
+        f.sub = sub.clone();
+        let t = s.new_family(&f, 0, 60_000).unwrap();
+        s.set_disabled("alice", true, 1).unwrap();
+        assert!(s.account("alice").unwrap().unwrap().disabled);
+        assert_eq!(s.use_refresh(&t, 2, 60_000).unwrap(), RefreshUse::Revoked);
+        assert!(matches!(
+            s.set_password("bob", "h", 0),
+            Err(IssuerStoreError::NoAccount(_))
+        ));
+
+        let link = s
+            .add_invite("bob@example.org", "reader", 0, 900_000)
+            .unwrap();
+        assert_eq!(
+            s.invite(&link, 1).unwrap(),
+            Some(("bob@example.org".into(), "reader".into()))
+        );
+        let (name, role, _) = s.redeem_invite(&link, "$argon2id$y", 2).unwrap().unwrap();
+        assert_eq!(
+            (name.as_str(), role.as_str()),
+            ("bob@example.org", "reader")
+        );
+        assert!(
+            s.redeem_invite(&link, "$argon2id$z", 3).unwrap().is_none(),
+            "single use"
+        );
+        let late = s.add_invite("carol", "writer", 0, 10).unwrap();
+        assert!(s.invite(&late, 11).unwrap().is_none(), "expired");
+    }
+}
