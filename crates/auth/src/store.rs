@@ -1,8 +1,9 @@
 //! Token stores, keyed by the normalized hub URL (DESIGN §7.2).
 //!
 //! - [`KeyringStore`]: the OS keyring through `keyring-core` (Secret Service
-//!   on Linux). Every call runs under a timeout (≤ 3 s) so a locked or absent
-//!   keyring never hangs; the error then names `--token-store file`.
+//!   on Linux, the login keychain on macOS: `store/keychain.rs`). Every call
+//!   runs under a timeout (≤ 3 s) so a locked or absent keyring never hangs;
+//!   the error then names `--token-store file`.
 //! - [`FileStore`]: one JSON file (`--token-file`) holding every hub's
 //!   tokens, mode 0600, written atomically (temp file, fsync, rename, fsync
 //!   of the directory) under an exclusive `flock` so one writer at a time
@@ -28,6 +29,9 @@ use heph_core::wire::HubUrl;
 
 use crate::tokens::{TokenSet, sanitized};
 
+#[cfg(target_os = "macos")]
+mod keychain;
+
 /// The keyring service name entries are filed under.
 pub const KEYRING_SERVICE: &str = "heph";
 /// The longest a keyring call may take.
@@ -41,7 +45,7 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum StoreError {
     /// The keyring did not answer in time.
     #[error(
-        "the OS keyring did not answer within {secs} s (is it locked, or is there no Secret Service on this machine?); use --token-store file --token-file PATH instead"
+        "the OS keyring did not answer within {secs} s (is it locked, waiting for you to allow access, or absent on this machine?); use --token-store file --token-file PATH instead"
     )]
     KeyringTimeout { secs: u64 },
     /// The keyring is locked or refuses access.
@@ -602,6 +606,8 @@ pub struct KeyringStore {
 
 fn keyring_error(e: keyring_core::Error) -> StoreError {
     use keyring_core::Error as K;
+    #[cfg(target_os = "macos")]
+    let e = keychain::classify(e);
     match e {
         K::NoStorageAccess(p) => StoreError::KeyringLocked {
             reason: p.to_string(),
@@ -620,7 +626,7 @@ fn keyring_error(e: keyring_core::Error) -> StoreError {
 }
 
 impl KeyringStore {
-    /// The platform's keyring (Secret Service on Linux).
+    /// The platform's keyring (Secret Service on Linux, the login keychain on macOS).
     pub fn platform() -> Self {
         Self::with_opener(Arc::new(platform_store), KEYRING_TIMEOUT)
     }
@@ -681,7 +687,12 @@ fn platform_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> 
     Ok(store)
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+fn platform_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
+    keychain::open()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn platform_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
     Err(keyring_core::Error::NotSupportedByStore(
         "this build of heph has no keyring store for this platform".into(),
