@@ -133,6 +133,10 @@ pub struct Args {
     /// Built-in issuer: the device flow's polling interval, in seconds [default: 5].
     #[arg(long, value_name = "SECS", hide = true)]
     pub issuer_poll_interval: Option<u64>,
+    /// Built-in issuer: the sender of invitation mail, e.g. "Heph <hub@example.org>"
+    /// (the server is smtp_url, set only in HEPH_SMTP_URL or the config file).
+    #[arg(long, value_name = "ADDRESS", global = true)]
+    pub smtp_from: Option<String>,
     /// Print the effective configuration and where each value came from, then exit.
     #[arg(long)]
     pub print_config: bool,
@@ -174,6 +178,9 @@ pub struct Config {
     pub builtin_issuer: Setting<bool>,
     pub issuer_access_ttl_secs: Setting<u64>,
     pub issuer_poll_interval_secs: Setting<u64>,
+    /// The SMTP server for invitations (may hold a password: never a flag, printed redacted).
+    pub smtp_url: Option<Setting<String>>,
+    pub smtp_from: Option<Setting<String>>,
     pub hub_url: Option<Setting<String>>,
     pub hub_ca: Option<Setting<PathBuf>>,
     /// Where the spoke's tokens are kept (the source is that of `token_store`).
@@ -203,6 +210,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "builtin_issuer",
     "issuer_access_ttl",
     "issuer_poll_interval",
+    "smtp_url",
+    "smtp_from",
     "hub_url",
     "hub_ca",
     "token_store",
@@ -353,6 +362,8 @@ impl Config {
                 args.issuer_poll_interval,
                 "5",
             )?,
+            smtp_url: layers.get("smtp_url", None)?,
+            smtp_from: text("smtp_from", "--smtp-from", &args.smtp_from)?,
             listen: layers.get_or(
                 "listen",
                 args.listen.clone().map(|l| ("--listen", l)),
@@ -446,6 +457,12 @@ impl Config {
                 &self.builtin_issuer.source,
             ),
         ];
+        if let Some(s) = &self.smtp_url {
+            rows.push(("smtp_url", crate::issuer::mail::redact(&s.value), &s.source));
+        }
+        if let Some(s) = &self.smtp_from {
+            rows.push(("smtp_from", s.value.clone(), &s.source));
+        }
         if self.builtin_issuer.value {
             for (key, s) in [
                 ("issuer_access_ttl", &self.issuer_access_ttl_secs),

@@ -84,10 +84,23 @@ pub fn run_command(
             format!("{scheme}://{}", config.listen.value)
         }
     };
+    let mail = match (&config.smtp_url, &config.smtp_from) {
+        (Some(url), Some(from)) => Some(issuer::mail::MailSettings {
+            url: url.value.clone(),
+            from: from.value.clone(),
+        }),
+        (Some(_), None) => {
+            return Err(issuer::admin::AdminError(
+                "smtp_url is set but smtp_from is not; add --smtp-from 'Heph <hub@example.org>' (or smtp_from in the config file)".into(),
+            ));
+        }
+        _ => None,
+    };
     let ctx = issuer::admin::AdminContext {
         db: &config.db.value,
         public_url,
         access_ttl_secs: config.issuer_access_ttl_secs.value,
+        mail,
     };
     match command {
         config::Command::User(c) => issuer::admin::run_user(&ctx, c),

@@ -78,6 +78,8 @@ pub struct AdminContext<'a> {
     pub public_url: String,
     /// How long access tokens live (how long a retired key stays published).
     pub access_ttl_secs: u64,
+    /// Where invitations are mailed; `None` prints the link instead.
+    pub mail: Option<super::mail::MailSettings>,
 }
 
 fn open(db: &Path) -> Result<(LocalReplica, IssuerStore), AdminError> {
@@ -261,16 +263,30 @@ pub fn run_user(ctx: &AdminContext<'_>, cmd: UserCommand) -> Result<(), AdminErr
         UserCommand::Invite { name, role } => {
             let name = check_username(&name).map_err(AdminError)?;
             let role = parse_role(&role)?;
+            if let Some(mail) = &ctx.mail {
+                super::mail::check(mail).map_err(fail)?;
+            }
             let secret = issuer
                 .add_invite(&name, role.as_str(), now_ms(), 15 * 60_000)
                 .map_err(fail)?;
-            let link = format!(
-                "{}/invite?token={secret}",
-                ctx.public_url.trim_end_matches('/')
-            );
-            println!(
-                "send this single-use link to {name} (valid 15 minutes; whoever opens it first sets the password):\n{link}"
-            );
+            let hub = ctx.public_url.trim_end_matches('/');
+            let link = format!("{hub}/invite?token={secret}");
+            match &ctx.mail {
+                Some(mail) => match super::mail::send_invite(mail, &name, hub, &link) {
+                    Ok(()) => println!(
+                        "mailed {name} a single-use link to set a password (valid 15 minutes); they become a {} of this hub",
+                        role.as_str()
+                    ),
+                    Err(e) => {
+                        return Err(AdminError(format!(
+                            "{e}; the invitation was not mailed, so pass this single-use link (valid 15 minutes) to {name} yourself:\n{link}"
+                        )));
+                    }
+                },
+                None => println!(
+                    "send this single-use link to {name} (valid 15 minutes; whoever opens it first sets the password; set smtp_url to have it mailed):\n{link}"
+                ),
+            }
         }
     }
     Ok(())

@@ -8,7 +8,7 @@
 //! rotation and reuse detection, and RFC 7009 revocation ([`grants`],
 //! [`routes`]). Local accounts have Argon2id passwords ([`passwords`]) and
 //! sign-in is rate-limited ([`limiter`]); [`admin`] is `hephd user …` and
-//! `hephd issuer rotate-key`. The hub verifies these tokens with the same
+//! `hephd issuer rotate-key`, and [`mail`] sends invitations over SMTP. The hub verifies these tokens with the same
 //! verifier as an external issuer's, reading the JWKS from the database
 //! instead of over HTTP.
 
@@ -16,6 +16,7 @@ pub mod admin;
 pub mod grants;
 pub mod keys;
 pub mod limiter;
+pub mod mail;
 pub mod page;
 pub mod passwords;
 pub mod routes;
