@@ -137,6 +137,16 @@ struct HubSettings {
     owner_sub: Option<String>,
 }
 
+/// The scopes the hub tells spokes to request (`--oidc-scopes`).
+fn published_scopes(config: &Config) -> Vec<String> {
+    config
+        .oidc_scopes
+        .value
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The hub's auth policy from the OIDC flags (or `--insecure-no-auth`).
 fn hub_policy(config: &Config, addr: SocketAddr) -> Result<hub::auth::Policy, DaemonError> {
     match (&config.oidc_issuer, &config.oidc_audience) {
@@ -164,12 +174,7 @@ fn hub_policy(config: &Config, addr: SocketAddr) -> Result<hub::auth::Policy, Da
                 issuer: issuer.value.trim_end_matches('/').to_owned(),
                 audience: audience.value.clone(),
                 client_id: config.oidc_client_id.value.clone(),
-                scopes: config
-                    .oidc_scopes
-                    .value
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect(),
+                scopes: published_scopes(config),
             };
             let verifier =
                 hub::bearer::Verifier::new(settings, hub::jwks::JwksPolicy::default())
@@ -481,12 +486,7 @@ fn builtin_issuer(
         issuer: settings.issuer.clone(),
         audience: settings.audience.clone(),
         client_id: settings.client_id.clone(),
-        scopes: config
-            .oidc_scopes
-            .value
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
+        scopes: published_scopes(config),
     };
     let issuer = Arc::new(issuer::Issuer::new(settings, store, clock));
     let source = issuer.clone();

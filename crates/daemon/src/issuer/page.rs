@@ -189,6 +189,25 @@ fn csrf_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
     }
 }
 
+/// A posted form whose CSRF token matches the cookie, or the page refusing it.
+async fn checked_form(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<HashMap<String, String>, Response> {
+    let form = read_form(headers, body).await.map_err(|e| {
+        page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            &escape(&e.description),
+            None,
+        )
+    })?;
+    if !csrf_ok(headers, &form) {
+        return Err(csrf_refused());
+    }
+    Ok(form)
+}
+
 fn csrf_refused() -> Response {
     page(
         StatusCode::FORBIDDEN,
@@ -271,20 +290,10 @@ async fn device_sign_in(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let form = match read_form(&headers, body).await {
+    let form = match checked_form(&headers, body).await {
         Ok(f) => f,
-        Err(e) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                &escape(&e.description),
-                None,
-            );
-        }
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&headers, &form) {
-        return csrf_refused();
-    }
     let csrf = form.get("csrf").cloned().unwrap_or_default();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let (user_code, username, password) = (get("user_code"), get("username"), get("password"));
@@ -378,20 +387,10 @@ async fn device_decision(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let form = match read_form(&headers, body).await {
+    let form = match checked_form(&headers, body).await {
         Ok(f) => f,
-        Err(e) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                &escape(&e.description),
-                None,
-            );
-        }
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&headers, &form) {
-        return csrf_refused();
-    }
     let Some(ticket) = form.get("ticket").and_then(|t| state.take_ticket(t)) else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -499,20 +498,10 @@ async fn invite_submit(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let form = match read_form(&headers, body).await {
+    let form = match checked_form(&headers, body).await {
         Ok(f) => f,
-        Err(e) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                &escape(&e.description),
-                None,
-            );
-        }
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&headers, &form) {
-        return csrf_refused();
-    }
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let (token, password) = (get("token"), get("password"));
     let Ok(Some(username)) = state.issuer.invite(token).await else {

@@ -196,6 +196,34 @@ pub enum RefreshUse {
     Unknown,
 }
 
+/// The device authorization whose `column` (a hash column) is `hash`.
+fn query_device(
+    conn: &Connection,
+    column: &str,
+    hash: &str,
+) -> rusqlite::Result<Option<DeviceRow>> {
+    conn.query_row(
+        &format!(
+            "SELECT client_id, scope, expires_ms, interval_s, last_poll_ms, state, sub, auth_time_ms
+             FROM issuer_device_codes WHERE {column} = ?1"
+        ),
+        [hash],
+        |r| {
+            Ok(DeviceRow {
+                client_id: r.get(0)?,
+                scope: r.get(1)?,
+                expires_ms: r.get(2)?,
+                interval_s: r.get(3)?,
+                last_poll_ms: r.get(4)?,
+                state: DeviceState::parse(&r.get::<_, String>(5)?),
+                sub: r.get(6)?,
+                auth_time_ms: r.get(7)?,
+            })
+        },
+    )
+    .optional()
+}
+
 /// The issuer's tables, on their own connection.
 pub struct IssuerStore {
     conn: Connection,
@@ -504,28 +532,7 @@ impl IssuerStore {
     }
 
     fn device_where(&self, column: &str, hash: &str) -> Result<Option<DeviceRow>> {
-        self.conn
-            .query_row(
-                &format!(
-                    "SELECT client_id, scope, expires_ms, interval_s, last_poll_ms, state, sub, auth_time_ms
-                     FROM issuer_device_codes WHERE {column} = ?1"
-                ),
-                [hash],
-                |r| {
-                    Ok(DeviceRow {
-                        client_id: r.get(0)?,
-                        scope: r.get(1)?,
-                        expires_ms: r.get(2)?,
-                        interval_s: r.get(3)?,
-                        last_poll_ms: r.get(4)?,
-                        state: DeviceState::parse(&r.get::<_, String>(5)?),
-                        sub: r.get(6)?,
-                        auth_time_ms: r.get(7)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        query_device(&self.conn, column, hash).map_err(|e| self.err(e))
     }
 
     /// The authorization a user code belongs to.
@@ -569,10 +576,11 @@ impl IssuerStore {
                 source: e,
             })?;
         let row = {
-            let this = Self::device_row_tx(&tx, &hash).map_err(|e| IssuerStoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            let this =
+                query_device(&tx, "device_hash", &hash).map_err(|e| IssuerStoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
             if let Some(row) = &this {
                 let next = if row.state == DeviceState::Approved {
                     DeviceState::Used
@@ -603,30 +611,6 @@ impl IssuerStore {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
-    }
-
-    fn device_row_tx(
-        tx: &rusqlite::Transaction<'_>,
-        hash: &str,
-    ) -> rusqlite::Result<Option<DeviceRow>> {
-        tx.query_row(
-            "SELECT client_id, scope, expires_ms, interval_s, last_poll_ms, state, sub, auth_time_ms
-             FROM issuer_device_codes WHERE device_hash = ?1",
-            [hash],
-            |r| {
-                Ok(DeviceRow {
-                    client_id: r.get(0)?,
-                    scope: r.get(1)?,
-                    expires_ms: r.get(2)?,
-                    interval_s: r.get(3)?,
-                    last_poll_ms: r.get(4)?,
-                    state: DeviceState::parse(&r.get::<_, String>(5)?),
-                    sub: r.get(6)?,
-                    auth_time_ms: r.get(7)?,
-                })
-            },
-        )
-        .optional()
     }
 
     // ---- refresh tokens ----
