@@ -4,6 +4,7 @@
 mod cli;
 mod daemon;
 mod harness;
+mod issuer_conformance;
 mod oidc_hub;
 mod oidc_spoke;
 mod oidc_support;
