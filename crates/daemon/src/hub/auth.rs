@@ -45,14 +45,14 @@ impl Caller {
     /// The 403 for a member whose role is below `needed` for `what`.
     pub fn forbidden(&self, needed: Role, what: &str) -> ApiError {
         let (sub, role) = match self {
-            Caller::Member { sub, role } => (sub.as_str(), role.as_str()),
-            Caller::Unverified => ("(unverified)", "none"),
+            Caller::Member { sub, role } => (sub.as_str(), role.with_article()),
+            Caller::Unverified => ("(unverified)", "no member"),
         };
         ApiError::new(
             StatusCode::FORBIDDEN,
             error_code::FORBIDDEN,
             format!(
-                "{sub} is a {role} of this hub and {what} needs {} or above; an owner can run {} on the hub machine",
+                "{sub} is {role} of this hub and {what} needs {} or above; an owner can run {} on the hub machine",
                 needed.as_str(),
                 members::grant_hint(sub, needed)
             ),

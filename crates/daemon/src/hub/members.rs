@@ -42,6 +42,15 @@ impl Role {
         }
     }
 
+    /// The role with its article, for sentences: "an owner", "a writer".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Role::Reader => "a reader",
+            Role::Writer => "a writer",
+            Role::Owner => "an owner",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "reader" => Some(Role::Reader),
@@ -214,14 +223,14 @@ fn grant(r: &mut LocalReplica, p: GrantParams) -> Result<HubMembers, RpcError> {
     members.insert(p.sub.clone(), role);
     save(r, &members).map_err(store_error)?;
     let message = match before {
-        Some(b) if b == role => format!("{} already was a {}", p.sub, role.as_str()),
+        Some(b) if b == role => format!("{} already was {}", p.sub, role.with_article()),
         Some(b) => format!(
-            "{} is now a {} (was a {})",
+            "{} is now {} (was {})",
             p.sub,
-            role.as_str(),
-            b.as_str()
+            role.with_article(),
+            b.with_article()
         ),
-        None => format!("{} is now a {}", p.sub, role.as_str()),
+        None => format!("{} is now {}", p.sub, role.with_article()),
     };
     Ok(listing(&members, message))
 }

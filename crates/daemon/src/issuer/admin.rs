@@ -194,8 +194,8 @@ pub fn run_user(ctx: &AdminContext<'_>, cmd: UserCommand) -> Result<(), AdminErr
             let sub = issuer.add_account(&name, &hash, now_ms()).map_err(fail)?;
             members::set_role(&mut replica, &sub, role).map_err(fail)?;
             println!(
-                "added {name} (subject {sub}) as {} of this hub; sign in on a device with: heph auth login --hub-url {}",
-                role.as_str(),
+                "added {name} (subject {sub}), {} of this hub; sign in on a device with: heph auth login --hub-url {}",
+                role.with_article(),
                 ctx.public_url
             );
         }
@@ -274,8 +274,8 @@ pub fn run_user(ctx: &AdminContext<'_>, cmd: UserCommand) -> Result<(), AdminErr
             match &ctx.mail {
                 Some(mail) => match super::mail::send_invite(mail, &name, hub, &link) {
                     Ok(()) => println!(
-                        "mailed {name} a single-use link to set a password (valid 15 minutes); they become a {} of this hub",
-                        role.as_str()
+                        "mailed {name} a single-use link to set a password (valid 15 minutes); they become {} of this hub",
+                        role.with_article()
                     ),
                     Err(e) => {
                         return Err(AdminError(format!(

@@ -619,12 +619,12 @@ impl Issuer {
     }
 
     /// Spends an invite: sets the password (creating the account when
-    /// needed). Returns the user name, role and subject.
+    /// needed).
     pub async fn redeem_invite(
         &self,
         secret: &str,
         password: &str,
-    ) -> Result<Option<(String, String, String)>, InviteError> {
+    ) -> Result<Option<super::store::Redeemed>, InviteError> {
         let hash = {
             let password = password.to_owned();
             tokio::task::spawn_blocking(move || passwords::hash(&password))

@@ -520,7 +520,7 @@ async fn invite_submit(
             None,
         );
     }
-    let (username, role, sub) = match state.issuer.redeem_invite(token, password).await {
+    let redeemed = match state.issuer.redeem_invite(token, password).await {
         Ok(Some(done)) => done,
         Ok(None) => return invite_dead(),
         Err(InviteError::Password(e)) => {
@@ -540,27 +540,43 @@ async fn invite_submit(
             );
         }
     };
-    let role = Role::parse(&role).unwrap_or(Role::Writer);
-    let granted = {
+    let sub = redeemed.sub.clone();
+    let offered = Role::parse(&redeemed.role).unwrap_or(Role::Writer);
+    // A new account gets the invite's role; an existing one (a password
+    // reset) keeps whatever role it has.
+    let role = if redeemed.created {
+        let granted = {
+            let sub = sub.clone();
+            state
+                .db
+                .call(move |r| members::set_role(r, &sub, offered))
+                .await
+        };
+        if !matches!(granted, Ok(Ok(_))) {
+            tracing::error!(sub = %sub, "an invited account was created but could not be made a member");
+        }
+        Some(offered)
+    } else {
         let sub = sub.clone();
-        state
-            .db
-            .call(move |r| members::set_role(r, &sub, role))
-            .await
+        match state.db.call(move |r| members::membership(r, &sub)).await {
+            Ok(Ok(members::Membership::Member(role))) => Some(role),
+            _ => None,
+        }
     };
-    if !matches!(granted, Ok(Ok(_))) {
-        tracing::error!(sub = %sub, "an invited account was created but could not be made a member");
-    }
-    tracing::info!(sub = %sub, role = role.as_str(), "an invitation was redeemed");
+    tracing::info!(sub = %sub, created = redeemed.created, "an invitation was redeemed");
+    let username = redeemed.username;
     let hub = escape(&state.issuer.settings.issuer);
     page(
         StatusCode::OK,
         "Your account is ready",
         &format!(
-            "<p>You are <strong>{user}</strong>, a {role} of this hub.</p>\
+            "<p>Your account <strong>{user}</strong> is ready{role}.</p>\
 <p>On each of your devices, run:</p><pre>heph auth login --hub-url {hub}</pre>",
             user = escape(&username),
-            role = role.as_str(),
+            role = role.map_or_else(String::new, |r| format!(
+                " ({} of this hub)",
+                r.with_article()
+            )),
         ),
         None,
     )

@@ -224,6 +224,17 @@ fn query_device(
     .optional()
 }
 
+/// An invite that was spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redeemed {
+    pub username: String,
+    /// The role the invite offers (for a new account).
+    pub role: String,
+    pub sub: String,
+    /// Whether the account was made by this invite (else its password was reset).
+    pub created: bool,
+}
+
 /// The issuer's tables, on their own connection.
 pub struct IssuerStore {
     conn: Connection,
@@ -479,6 +490,11 @@ impl IssuerStore {
                     "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = 'account disabled'
                      WHERE sub = ?1 AND revoked_ms IS NULL",
                     params![account.sub, now_ms],
+                )?;
+                // A link sent before must not hand the account back.
+                tx.execute(
+                    "UPDATE issuer_invites SET used_ms = ?2 WHERE username = ?1 AND used_ms IS NULL",
+                    params![username, now_ms],
                 )?;
             }
             Ok(())
@@ -792,15 +808,16 @@ impl IssuerStore {
             .map_err(|e| self.err(e))
     }
 
-    /// Spends an invite and creates (or resets) its account with
-    /// `password_hash`, in one transaction. Returns the user name, role
-    /// and subject, or `None` when the invite is no longer live.
+    /// Spends an invite and creates (or resets the password of) its account
+    /// with `password_hash`, in one transaction. An existing account keeps
+    /// its state: a disabled one stays disabled. Returns the redeemed
+    /// invite, or `None` when it is no longer live.
     pub fn redeem_invite(
         &mut self,
         secret: &str,
         password_hash: &str,
         now_ms: i64,
-    ) -> Result<Option<(String, String, String)>> {
+    ) -> Result<Option<Redeemed>> {
         let path = self.path.clone();
         let sql = |source| IssuerStoreError::Sqlite {
             path: path.clone(),
@@ -834,10 +851,11 @@ impl IssuerStore {
             )
             .optional()
             .map_err(sql)?;
+        let created = existing.is_none();
         let sub = match existing {
             Some(sub) => {
                 tx.execute(
-                    "UPDATE issuer_accounts SET password_hash = ?2, disabled = 0, updated_ms = ?3 WHERE sub = ?1",
+                    "UPDATE issuer_accounts SET password_hash = ?2, updated_ms = ?3 WHERE sub = ?1",
                     params![sub, password_hash, now_ms],
                 )
                 .map_err(sql)?;
@@ -855,7 +873,12 @@ impl IssuerStore {
             }
         };
         tx.commit().map_err(sql)?;
-        Ok(Some((username, role, sub)))
+        Ok(Some(Redeemed {
+            username,
+            role,
+            sub,
+            created,
+        }))
     }
 }
 
@@ -1027,10 +1050,10 @@ mod tests {
             s.invite(&link, 1).unwrap(),
             Some(("bob@example.org".into(), "reader".into()))
         );
-        let (name, role, _) = s.redeem_invite(&link, "$argon2id$y", 2).unwrap().unwrap();
+        let r = s.redeem_invite(&link, "$argon2id$y", 2).unwrap().unwrap();
         assert_eq!(
-            (name.as_str(), role.as_str()),
-            ("bob@example.org", "reader")
+            (r.username.as_str(), r.role.as_str(), r.created),
+            ("bob@example.org", "reader", true)
         );
         assert!(
             s.redeem_invite(&link, "$argon2id$z", 3).unwrap().is_none(),
@@ -1038,5 +1061,26 @@ mod tests {
         );
         let late = s.add_invite("carol", "writer", 0, 10).unwrap();
         assert!(s.invite(&late, 11).unwrap().is_none(), "expired");
+
+        // A reset link for an existing account keeps it as it is; disabling
+        // it voids the links already sent.
+        let reset = s.add_invite("alice", "writer", 20, 900_000).unwrap();
+        let r = s
+            .redeem_invite(&reset, "$argon2id$new", 21)
+            .unwrap()
+            .unwrap();
+        assert!(!r.created);
+        assert!(
+            s.account("alice").unwrap().unwrap().disabled,
+            "still disabled"
+        );
+        s.set_disabled("alice", false, 22).unwrap();
+        let old_link = s.add_invite("alice", "writer", 23, 900_000).unwrap();
+        s.set_disabled("alice", true, 24).unwrap();
+        assert!(
+            s.redeem_invite(&old_link, "$argon2id$x", 25)
+                .unwrap()
+                .is_none()
+        );
     }
 }

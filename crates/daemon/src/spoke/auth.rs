@@ -183,7 +183,7 @@ impl SpokeAuth {
 
     /// The access token to send, refreshed first when it expires within 30 s.
     /// `None` when there is no sign-in (the hub then says whether it needs one).
-    pub async fn bearer(&self) -> Option<AccessToken> {
+    pub async fn bearer(self: &Arc<Self>) -> Option<AccessToken> {
         let due = {
             let s = self.state();
             let tokens = s.tokens.as_ref()?;
@@ -199,7 +199,21 @@ impl SpokeAuth {
 
     /// Refreshes the tokens. Unless `forced`, only when they are still due
     /// (another task may have just refreshed). Returns whether it succeeded.
-    pub async fn refresh(&self, forced: bool) -> bool {
+    ///
+    /// The refresh runs as a task of its own, so it is finished even when
+    /// the caller gives up waiting (a long poll cancelled by `sync.now` or a
+    /// local edit): once the provider has rotated the refresh token, the new
+    /// one must be saved and kept, or the next refresh would present the
+    /// spent one and a provider with reuse detection would revoke the
+    /// whole sign-in.
+    pub async fn refresh(self: &Arc<Self>, forced: bool) -> bool {
+        let this = self.clone();
+        tokio::spawn(async move { this.refresh_to_the_end(forced).await })
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn refresh_to_the_end(&self, forced: bool) -> bool {
         let _guard = self.refreshing.lock().await;
         let (tokens, provider) = {
             let s = self.state();
@@ -295,7 +309,11 @@ impl SpokeAuth {
     }
 
     /// The hub answered 401 to a request; `description` is its `error_description`.
-    pub async fn unauthorized(&self, description: &str, retried: bool) -> AfterUnauthorized {
+    pub async fn unauthorized(
+        self: &Arc<Self>,
+        description: &str,
+        retried: bool,
+    ) -> AfterUnauthorized {
         let has_refresh = self
             .state()
             .tokens
@@ -504,7 +522,13 @@ pub(crate) mod tests {
 
     async fn setup(
         expires_in_ms: u64,
-    ) -> (Fake, Arc<MemoryStore>, Arc<ManualClock>, SpokeAuth, HubUrl) {
+    ) -> (
+        Fake,
+        Arc<MemoryStore>,
+        Arc<ManualClock>,
+        Arc<SpokeAuth>,
+        HubUrl,
+    ) {
         let fake = start_fake().await;
         let hub = HubUrl::parse("http://127.0.0.1:1").unwrap();
         let clock = Arc::new(ManualClock::new(1_000_000));
@@ -513,7 +537,12 @@ pub(crate) mod tests {
         store
             .save(&hub, &tokens(&issuer, 1_000_000 + expires_in_ms))
             .unwrap();
-        let auth = SpokeAuth::new(store.clone(), hub.clone(), clock.clone(), Events::new());
+        let auth = Arc::new(SpokeAuth::new(
+            store.clone(),
+            hub.clone(),
+            clock.clone(),
+            Events::new(),
+        ));
         auth.reload().await;
         (fake, store, clock, auth, hub)
     }
@@ -631,6 +660,71 @@ pub(crate) mod tests {
         );
     }
 
+    /// A caller that stops waiting (a long poll cancelled by `sync.now`)
+    /// must not lose a refresh the provider already performed: the rotated
+    /// token is still saved and used, and the spent one never sent again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_refresh_whose_caller_gives_up_still_keeps_the_rotated_token() {
+        let fake = start_fake().await;
+        let issuer = fake.issuer.lock().unwrap().clone();
+        let hub = HubUrl::parse("http://127.0.0.1:1").unwrap();
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (open, gate) = std::sync::mpsc::channel();
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::default(),
+            entered: entered_tx,
+            gate: Mutex::new(gate),
+        });
+        store.inner.save(&hub, &tokens(&issuer, 0)).unwrap();
+        let auth = Arc::new(SpokeAuth::new(
+            store.clone(),
+            hub.clone(),
+            Arc::new(ManualClock::new(1_000_000)),
+            Events::new(),
+        ));
+        auth.reload().await;
+        fake.script.lock().unwrap().push((
+            200,
+            serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300}),
+        ));
+        let caller = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.bearer().await }
+        });
+        tokio::task::spawn_blocking(move || {
+            entered.recv_timeout(std::time::Duration::from_secs(20))
+        })
+        .await
+        .unwrap()
+        .expect("the refresh never reached the save");
+        // The provider has rotated rt-1 away; the caller gives up now.
+        caller.abort();
+        let _ = caller.await;
+        open.send(()).unwrap();
+        let mut kept = false;
+        for _ in 0..200 {
+            let held = auth
+                .state()
+                .tokens
+                .as_ref()
+                .map(|t| t.access_token.expose().to_owned());
+            if held.as_deref() == Some("at-2") {
+                kept = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(kept, "the refreshed tokens were lost with the caller");
+        let saved = store.inner.load(&hub).unwrap().unwrap();
+        assert_eq!(saved.refresh_token.unwrap().expose(), "rt-2");
+        assert_eq!(auth.bearer().await.unwrap().expose(), "at-2");
+        assert_eq!(
+            *fake.seen.lock().unwrap(),
+            ["rt-1"],
+            "rt-1 was sent once only"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_sign_in_stored_during_a_refresh_wins() {
         let (fake, store, _clock, auth, hub) = setup(0).await;
@@ -741,12 +835,12 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn no_sign_in_waits_for_the_hub_to_ask() {
         let hub = HubUrl::parse("http://127.0.0.1:1").unwrap();
-        let auth = SpokeAuth::new(
+        let auth = Arc::new(SpokeAuth::new(
             Arc::new(MemoryStore::default()),
             hub.clone(),
             Arc::new(ManualClock::new(0)),
             Events::new(),
-        );
+        ));
         auth.reload().await;
         assert!(auth.bearer().await.is_none());
         assert_eq!(auth.status().state, "not_signed_in");
@@ -776,12 +870,12 @@ pub(crate) mod tests {
             }),
             std::time::Duration::from_secs(3),
         );
-        let auth = SpokeAuth::new(
+        let auth = Arc::new(SpokeAuth::new(
             Arc::new(store),
             hub,
             Arc::new(ManualClock::new(0)),
             Events::new(),
-        );
+        ));
         auth.reload().await;
         let s = auth.status();
         assert_eq!(
