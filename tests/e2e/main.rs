@@ -3,6 +3,7 @@
 
 mod cli;
 mod daemon;
+mod demo;
 mod harness;
 mod oidc_hub;
 mod oidc_spoke;
