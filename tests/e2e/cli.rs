@@ -347,34 +347,6 @@ fn daemon_install_bakes_the_settings_into_a_unit() {
 }
 
 #[test]
-fn the_quickstart_demo_runs_and_cleans_up() {
-    let env = TestEnv::new();
-    let o = env
-        .command("heph")
-        .arg("demo")
-        .env("TMPDIR", env.path())
-        .output()
-        .unwrap();
-    let text = stdout(&o);
-    assert!(o.status.success(), "{text}\n{}", stderr(&env, &o));
-    for expected in [
-        "$ heph daemon start",
-        "$ heph add Buy milk",
-        "$ heph list --all",
-        "stopped the heph daemon",
-        "The demo ran 12 real heph commands",
-    ] {
-        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
-    }
-    let leftovers: Vec<_> = std::fs::read_dir(env.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("heph-demo-"))
-        .collect();
-    assert!(leftovers.is_empty(), "the demo left its directory behind");
-}
-
-#[test]
 fn heph_sync_reports_success_and_the_real_cause_of_failure() {
     let hub_env = TestEnv::new();
     let (mut hub, port) = hub_env.start_hub(None);

@@ -3,6 +3,7 @@
 
 mod cli;
 mod daemon;
+mod demo;
 mod harness;
 mod issuer_conformance;
 mod oidc_hub;

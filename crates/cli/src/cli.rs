@@ -93,7 +93,7 @@ pub enum Command {
     Hub(hub::Args),
     /// Start, stop and install the heph daemon (hephd)
     Daemon(daemon::Args),
-    /// Run a short, self-contained demo in a temporary directory
+    /// Run the quickstart: a hub and two devices signing in and syncing, in a temporary directory
     Demo(demo::Args),
 }
 

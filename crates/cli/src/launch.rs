@@ -104,16 +104,19 @@ pub fn open_log(log_file: &Path) -> Result<File, CliError> {
 
 /// Starts `hephd` in its own session, stdin closed, output appended to `log_file`.
 pub fn spawn_detached(hephd: &Path, args: &[String], log_file: &Path) -> Result<Spawned, CliError> {
+    let mut cmd = Command::new(hephd);
+    cmd.args(args);
+    spawn_command_detached(cmd, log_file)
+}
+
+/// Like [`spawn_detached`], for a prepared command (its own environment, say).
+pub fn spawn_command_detached(mut cmd: Command, log_file: &Path) -> Result<Spawned, CliError> {
     let log = open_log(log_file)?;
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let err_log = log
         .try_clone()
         .map_err(|e| CliError::io("cannot share the log file", e))?;
-    let mut cmd = Command::new(hephd);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err_log);
+    cmd.stdin(Stdio::null()).stdout(log).stderr(err_log);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
@@ -123,9 +126,12 @@ pub fn spawn_detached(hephd: &Path, args: &[String], log_file: &Path) -> Result<
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| CliError::io(format!("cannot run {}", hephd.display()), e))?;
+    let child = cmd.spawn().map_err(|e| {
+        CliError::io(
+            format!("cannot run {}", Path::new(cmd.get_program()).display()),
+            e,
+        )
+    })?;
     Ok(Spawned { child, log_start })
 }
 
