@@ -73,16 +73,19 @@ pub fn run_command(
     config: &Config,
     command: config::Command,
 ) -> Result<(), issuer::admin::AdminError> {
+    // The URL devices use: --public-url, else the listen address when one
+    // was set; the default listen address may not be where the hub runs.
     let public_url = match &config.public_url {
-        Some(u) => u.value.trim_end_matches('/').to_owned(),
-        None => {
+        Some(u) => Some(u.value.trim_end_matches('/').to_owned()),
+        None if config.listen.source != heph_core::config::Source::Default => {
             let scheme = if config.tls_cert.is_some() {
                 "https"
             } else {
                 "http"
             };
-            format!("{scheme}://{}", config.listen.value)
+            Some(format!("{scheme}://{}", config.listen.value))
         }
+        None => None,
     };
     let mail = match (&config.smtp_url, &config.smtp_from) {
         (Some(url), Some(from)) => Some(issuer::mail::MailSettings {

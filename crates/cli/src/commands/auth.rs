@@ -331,7 +331,10 @@ fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
         .start_device(&provider, &client_id, &scope)
         .map_err(|e| auth_error(e, &login_cmd))?;
     ctx.out.note(&prompt_text(&hub, &device));
-    if let Some(qr) = qr_text(device.url()) {
+    // A QR code is for a person looking at a terminal, not for a log or a pipe.
+    if std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && let Some(qr) = qr_text(device.url())
+    {
         ctx.out.note(&qr);
     }
     if !args.no_browser {

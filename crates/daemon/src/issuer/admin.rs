@@ -74,8 +74,8 @@ fn fail(e: impl std::fmt::Display) -> AdminError {
 /// What the commands need to know.
 pub struct AdminContext<'a> {
     pub db: &'a Path,
-    /// The hub's public URL (for invite links).
-    pub public_url: String,
+    /// The hub's public URL (for invite links), when the settings say it.
+    pub public_url: Option<String>,
     /// How long access tokens live (how long a retired key stays published).
     pub access_ttl_secs: u64,
     /// Where invitations are mailed; `None` prints the link instead.
@@ -196,7 +196,7 @@ pub fn run_user(ctx: &AdminContext<'_>, cmd: UserCommand) -> Result<(), AdminErr
             println!(
                 "added {name} (subject {sub}), {} of this hub; sign in on a device with: heph auth login --hub-url {}",
                 role.with_article(),
-                ctx.public_url
+                ctx.public_url.as_deref().unwrap_or("URL-OF-THIS-HUB")
             );
         }
         UserCommand::Passwd { name } => {
@@ -269,7 +269,11 @@ pub fn run_user(ctx: &AdminContext<'_>, cmd: UserCommand) -> Result<(), AdminErr
             let secret = issuer
                 .add_invite(&name, role.as_str(), now_ms(), 15 * 60_000)
                 .map_err(fail)?;
-            let hub = ctx.public_url.trim_end_matches('/');
+            let Some(hub) = ctx.public_url.as_deref() else {
+                return Err(AdminError(
+                    "an invitation link needs the hub's public URL; add --public-url https://hub.example (or public_url in the config file, as the hub has it)".into(),
+                ));
+            };
             let link = format!("{hub}/invite?token={secret}");
             match &ctx.mail {
                 Some(mail) => match super::mail::send_invite(mail, &name, hub, &link) {

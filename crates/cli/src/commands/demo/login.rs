@@ -197,19 +197,13 @@ pub fn is_link(line: &str) -> bool {
     (line.starts_with("http://") || line.starts_with("https://")) && line.contains("user_code=")
 }
 
-/// Whether `line` is part of the QR code `heph auth login` draws.
-pub fn is_qr(line: &str) -> bool {
-    line.chars().any(|c| matches!(c, '█' | '▀' | '▄'))
-        && line.chars().all(|c| matches!(c, '█' | '▀' | '▄' | ' '))
-}
-
 /// `: <its last line>` when the process said anything.
 fn last_words(lines: &[String]) -> String {
     lines
         .iter()
         .rev()
         .map(|l| l.trim())
-        .find(|l| !l.is_empty() && !is_qr(l))
+        .find(|l| !l.is_empty())
         .map(|l| format!(" ({l})"))
         .unwrap_or_default()
 }
@@ -219,17 +213,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_link_and_the_qr_code_are_recognised() {
+    fn the_link_and_the_last_words_are_recognised() {
         assert!(is_link("  http://127.0.0.1:9/device?user_code=ABCD-EFGH"));
         assert!(!is_link(
             "To sign in to http://127.0.0.1:9, open this page and approve the code ABCD-EFGH:"
         ));
-        assert!(is_qr("█▀▀▀▀▀█ ▄ █"));
-        assert!(!is_qr(""));
-        assert!(!is_qr("   "));
-        assert!(!is_qr("waiting █"));
         assert_eq!(
-            last_words(&["error: nope".into(), "█▀█".into(), String::new()]),
+            last_words(&["error: nope".into(), String::new()]),
             " (error: nope)"
         );
         assert_eq!(last_words(&[]), "");
