@@ -144,7 +144,7 @@ fn openid_client_discovers_signs_in_verifies_refreshes_and_revokes() {
         .and_then(|rest| rest.split(')').next())
         .unwrap_or_else(|| panic!("no subject in the output of hephd user add: {added}"));
     assert!(
-        added.contains("as owner"),
+        added.contains("an owner of this hub"),
         "the first account should own the hub: {added}"
     );
 
