@@ -111,7 +111,7 @@ fn assert_journey(text: &str) {
         .and_then(|rest| rest.split(')').next())
         .unwrap_or_else(|| panic!("no subject in:\n{text}"));
     assert_eq!(
-        text.matches(&format!(" as {sub} (issuer http://127.0.0.1:"))
+        text.matches(&format!(" as demo ({sub}) (issuer http://127.0.0.1:"))
             .count(),
         2,
         "{text}"

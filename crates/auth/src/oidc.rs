@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{AuthError, LoginError};
 use crate::secret::{AccessToken, DeviceCode, RefreshToken};
-use crate::tokens::{TokenSet, jwt_subject, sanitized};
+use crate::tokens::{TokenSet, jwt_string_claim, jwt_subject, sanitized};
 
 /// How long to wait for a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -402,6 +402,11 @@ impl OidcClient {
             .and_then(jwt_subject)
             .or_else(|| jwt_subject(&t.access_token))
             .or_else(|| previous.and_then(|p| p.subject.clone()));
+        let username = t
+            .id_token
+            .as_deref()
+            .and_then(|id| jwt_string_claim(id, "preferred_username"))
+            .or_else(|| previous.and_then(|p| p.username.clone()));
         Ok(TokenSet {
             access_token: AccessToken::new(t.access_token),
             refresh_token: t
@@ -414,6 +419,7 @@ impl OidcClient {
             issuer: provider.issuer.clone(),
             client_id: client_id.to_owned(),
             subject,
+            username,
             scope: t.scope.or_else(|| previous.and_then(|p| p.scope.clone())),
         })
     }
@@ -535,7 +541,7 @@ mod tests {
         )
     }
 
-    const TOKENS: &str = r#"{"access_token":"at-NEW","token_type":"Bearer","expires_in":60,"refresh_token":"rt-NEW","scope":"openid offline_access","id_token":"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImF1ZCI6IngifQ.c2ln"}"#;
+    const TOKENS: &str = r#"{"access_token":"at-NEW","token_type":"Bearer","expires_in":60,"refresh_token":"rt-NEW","scope":"openid offline_access","id_token":"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImF1ZCI6IngiLCJwcmVmZXJyZWRfdXNlcm5hbWUiOiJBbGljZSBBLiJ9.c2ln"}"#;
 
     #[test]
     fn polling_follows_rfc_8628() {
@@ -555,6 +561,7 @@ mod tests {
         // slow_down adds 5 s and never shrinks back, not after a network error either.
         assert_eq!(pace.sleeps(), [5, 5, 10, 10, 10, 15]);
         assert_eq!(tokens.subject.as_deref(), Some("alice"));
+        assert_eq!(tokens.username.as_deref(), Some("Alice A."));
         assert_eq!(tokens.refresh_token.unwrap().expose(), "rt-NEW");
         let requests = server.requests();
         assert_eq!(requests.len(), 5, "the dropped connection sent no answer");
@@ -701,6 +708,7 @@ mod tests {
             issuer: p.issuer.clone(),
             client_id: "heph".into(),
             subject: Some("alice".into()),
+            username: Some("Alice A.".into()),
             scope: Some("openid".into()),
         };
         let r = client.refresh(&p, &old).unwrap();
@@ -708,6 +716,11 @@ mod tests {
         assert_eq!(r.tokens.refresh_token.as_ref().unwrap().expose(), "rt-1");
         assert_eq!(r.tokens.access_token.expose(), "at-2");
         assert_eq!(r.tokens.subject.as_deref(), Some("alice"));
+        assert_eq!(
+            r.tokens.username.as_deref(),
+            Some("Alice A."),
+            "kept across a refresh"
+        );
         let r = client.refresh(&p, &r.tokens).unwrap();
         assert!(r.rotated);
         assert_eq!(r.tokens.refresh_token.as_ref().unwrap().expose(), "rt-3");

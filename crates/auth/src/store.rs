@@ -746,6 +746,7 @@ mod tests {
             issuer: "http://127.0.0.1:1/".into(),
             client_id: "heph".into(),
             subject: Some("alice".into()),
+            username: None,
             scope: None,
         }
     }

@@ -23,6 +23,8 @@ pub struct TokenSet {
     pub client_id: String,
     /// The `sub` of the signed-in user, when known.
     pub subject: Option<String>,
+    /// The user's name as the provider shows it (`preferred_username`), when known.
+    pub username: Option<String>,
     /// The granted scope.
     pub scope: Option<String>,
 }
@@ -34,6 +36,8 @@ pub struct TokenInfo {
     pub client_id: String,
     #[serde(default)]
     pub subject: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
     #[serde(default)]
     pub scope: Option<String>,
     #[serde(default)]
@@ -55,6 +59,8 @@ struct Stored {
     #[serde(default)]
     subject: Option<String>,
     #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
     scope: Option<String>,
 }
 
@@ -65,6 +71,7 @@ impl TokenSet {
             issuer: self.issuer.clone(),
             client_id: self.client_id.clone(),
             subject: self.subject.clone(),
+            username: self.username.clone(),
             scope: self.scope.clone(),
             expires_at_ms: self.expires_at_ms,
             has_refresh_token: self.refresh_token.is_some(),
@@ -86,6 +93,7 @@ impl TokenSet {
             issuer: self.issuer.clone(),
             client_id: self.client_id.clone(),
             subject: self.subject.clone(),
+            username: self.username.clone(),
             scope: self.scope.clone(),
         }
     }
@@ -104,6 +112,7 @@ impl TokenSet {
             issuer: s.issuer,
             client_id: s.client_id,
             subject: s.subject,
+            username: s.username,
             scope: s.scope,
         })
     }
@@ -149,10 +158,15 @@ pub(crate) fn sanitized(e: serde_json::Error) -> String {
 /// The `sub` claim of a JWT, read without verifying it: only for showing
 /// who signed in (the hub verifies tokens; this never grants anything).
 pub fn jwt_subject(token: &str) -> Option<String> {
+    jwt_string_claim(token, "sub")
+}
+
+/// A string claim of a JWT, read without verifying it (for display only).
+pub fn jwt_string_claim(token: &str, name: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64url_decode(payload)?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("sub")?.as_str().map(str::to_owned)
+    claims.get(name)?.as_str().map(str::to_owned)
 }
 
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
@@ -191,6 +205,7 @@ mod tests {
             issuer: "http://127.0.0.1:9/".into(),
             client_id: "heph".into(),
             subject: Some("alice".into()),
+            username: None,
             scope: Some("openid offline_access".into()),
         }
     }

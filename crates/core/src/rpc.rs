@@ -299,6 +299,9 @@ pub struct AuthStatus {
     pub state: String,
     #[serde(default)]
     pub subject: Option<String>,
+    /// The user's name at the provider (`preferred_username`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
     /// Whether the user must act (sign in again).
     #[serde(default)]
     pub action_needed: bool,

@@ -370,13 +370,19 @@ fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
             "issuer": info.issuer,
             "client_id": info.client_id,
             "subject": info.subject,
+            "username": info.username,
             "expires_ms": info.expires_at_ms,
             "has_refresh_token": info.has_refresh_token,
             "store": store.describe(),
             "daemon_reloaded": reloaded.is_some(),
         }))?;
     } else {
-        let who = info.subject.as_deref().unwrap_or("your account");
+        let who = match (&info.username, &info.subject) {
+            (Some(name), Some(sub)) => format!("{name} ({sub})"),
+            (Some(name), None) => name.clone(),
+            (None, Some(sub)) => sub.clone(),
+            (None, None) => "your account".to_owned(),
+        };
         let mut text = format!(
             "signed in to {hub} as {who} (issuer {}); tokens saved in {}\n",
             info.issuer,
@@ -457,6 +463,7 @@ pub fn offline_status(
         configured: true,
         state: health.name().into(),
         subject: info.as_ref().and_then(|i| i.subject.clone()),
+        username: info.as_ref().and_then(|i| i.username.clone()),
         action_needed: health.action_needed(),
         message: health.sentence(hub.as_str()),
         hint: health.hint(&login),
@@ -477,6 +484,7 @@ pub fn status_text(s: &AuthStatus, now: &Now) -> String {
     for (key, value) in [
         ("hub", &s.hub_url),
         ("issuer", &s.issuer),
+        ("user", &s.username),
         ("subject", &s.subject),
     ] {
         if let Some(v) = value {
@@ -625,6 +633,7 @@ mod tests {
             issuer: "https://idp.example/app/heph/".into(),
             client_id: "heph".into(),
             subject: Some("alice".into()),
+            username: None,
             scope: None,
         }
     }

@@ -432,6 +432,7 @@ impl SpokeAuth {
             configured: true,
             state,
             subject: info.as_ref().and_then(|i| i.subject.clone()),
+            username: info.as_ref().and_then(|i| i.username.clone()),
             action_needed,
             message,
             hint,
@@ -516,6 +517,7 @@ pub(crate) mod tests {
             issuer: issuer.to_owned(),
             client_id: "heph".into(),
             subject: Some("alice".into()),
+            username: None,
             scope: None,
         }
     }
