@@ -4,6 +4,7 @@
 mod cli;
 mod daemon;
 mod harness;
+mod issuer;
 mod oidc_hub;
 mod oidc_spoke;
 mod oidc_support;
