@@ -481,7 +481,8 @@ fn titles(env: &TestEnv) -> BTreeSet<String> {
 
 /// Waits until `title` shows on `env`, moved by the sync loops alone (a
 /// local edit pushes, the other side's long poll pulls): no `sync.now`,
-/// which cancels a long poll, and with it a refresh under way.
+/// which cancels a long poll — see
+/// [`a_sync_now_during_a_refresh_does_not_spend_the_refresh_token_twice`].
 fn wait_for_title(env: &TestEnv, title: &str) {
     wait_until(&format!("{title:?} to arrive"), LIMIT, || {
         titles(env).contains(title)
@@ -490,8 +491,9 @@ fn wait_for_title(env: &TestEnv, title: &str) {
 
 /// Adds a task on `spoke` once no refresh is under way there. A local edit
 /// cancels the sync loop's long poll, and a long poll cancelled while it
-/// refreshes loses the rotated token (a bug of the spoke, not of the
-/// issuer: the refresh is not cancellation-safe).
+/// refreshes loses the rotated token (the bug pinned by
+/// [`a_sync_now_during_a_refresh_does_not_spend_the_refresh_token_twice`]);
+/// this keeps the other tests about what they test.
 fn add_when_idle(spoke: &Spoke, title: &str) {
     wait_until("no refresh under way", LIMIT, || {
         spoke.auth_status()["state"] != "refreshing"
@@ -576,6 +578,40 @@ fn two_spokes_sign_in_on_the_page_sync_and_refresh_silently() {
     add_when_idle(&b, "B still syncs");
     wait_for_title(&hub.env, "B still syncs");
     assert!(signed_in(&b.auth_status()));
+}
+
+/// A bug of the spoke that the issuer's reuse detection turns into a
+/// sign-out (failing when written): `SpokeAuth::refresh`
+/// (crates/daemon/src/spoke/auth.rs) is not cancellation-safe. The sync
+/// loop races its long poll — which starts with `bearer()`, i.e. a refresh
+/// when the token is due — against `sync.now` and local edits
+/// (crates/daemon/src/spoke/sync_loop.rs, the `select!` after a round).
+/// When one wins mid-refresh, the refresh future is dropped: its
+/// `spawn_blocking` HTTP call still completes, so the issuer rotates the
+/// token, but the new tokens are neither saved nor kept, and the mutex is
+/// released. The next refresh presents the spent token; the issuer (as the
+/// OAuth security BCP, RFC 9700, recommends) revokes the whole sign-in:
+/// `needs_login`.
+#[test]
+fn a_sync_now_during_a_refresh_does_not_spend_the_refresh_token_twice() {
+    // Tokens live 3 s: every long poll starts with a refresh.
+    let hub = Hub::start(Some(3));
+    hub.add_user("alice", None);
+    let spoke = Spoke::new(&hub);
+    let _daemon = spoke.start();
+    let (code, out, err) = spoke.login("alice");
+    assert_eq!(code, 0, "{out}{err}");
+    for i in 0..100 {
+        let _ = spoke.env.client().call("sync.now", json!({}));
+        let s = spoke.auth_status();
+        assert!(signed_in(&s), "after {i} sync.now calls: {s}");
+    }
+    assert!(
+        !hub.daemon
+            .log_text()
+            .contains("a spent refresh token was presented again"),
+        "the spoke presented a spent refresh token"
+    );
 }
 
 #[test]
@@ -1293,4 +1329,80 @@ fn no_token_or_password_is_kept_in_clear_in_the_hub_database() {
             "a secret is in the hub's log"
         );
     }
+}
+
+/// Redeems the invite link printed by `hephd user invite ARGS` with [`PASSWORD`]:
+/// the status of the page that answers the password form.
+fn redeem_invite(hub: &Hub, args: &[&str], before_redeeming: impl FnOnce()) -> u16 {
+    let mut all = vec!["user", "invite"];
+    all.extend_from_slice(args);
+    let (code, out, err) = hub.hephd(&all, "");
+    assert_eq!(code, 0, "{out}{err}");
+    let link = out.lines().last().unwrap().to_owned();
+    before_redeeming();
+    let mut browser = Browser::default();
+    let page = browser.get(&link);
+    if page.status != 200 {
+        return page.status;
+    }
+    let form = Form::find(&page.text(), |f| f.contains_key("confirm")).unwrap();
+    let mut fields = form.fields.clone();
+    fields.insert("password".into(), PASSWORD.into());
+    fields.insert("confirm".into(), PASSWORD.into());
+    browser.submit(&form.action, &page.url, &fields).status
+}
+
+fn account(hub: &Hub, name: &str) -> Value {
+    let (code, out, err) = hub.hephd(&["user", "list", "--json"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let all: Value = serde_json::from_str(&out).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {all}"))
+        .clone()
+}
+
+/// `hephd user disable` must win over an invite link made earlier (say, a
+/// password reset sent before the device was lost): redeeming it must not
+/// switch the account back on. Failing when written: `redeem_invite`
+/// (crates/daemon/src/issuer/store.rs, the `UPDATE issuer_accounts SET
+/// password_hash = ?2, disabled = 0`) enables it, and `set_disabled` leaves
+/// the account's pending invites live.
+#[test]
+fn an_older_invite_does_not_enable_a_disabled_account() {
+    let hub = Hub::start(None);
+    hub.add_user("alice", None);
+    hub.add_user("bob", Some("writer"));
+    let status = redeem_invite(&hub, &["bob", "--role", "writer"], || {
+        let (code, out, err) = hub.hephd(&["user", "disable", "bob"], "");
+        assert_eq!(code, 0, "{out}{err}");
+    });
+    assert!(
+        account(&hub, "bob")["disabled"] == true,
+        "redeeming an invite made before `hephd user disable bob` (answer {status}) enabled bob again"
+    );
+    let grant = hub.device_authorize("openid offline_access");
+    let uri = grant["verification_uri_complete"].as_str().unwrap();
+    let page = sign_in(&mut Browser::default(), uri, "bob", PASSWORD);
+    assert_eq!(page.status, 403, "{}", page.text());
+}
+
+/// An invite for an account that exists resets its password; with the
+/// default `--role writer` it must not demote the hub's owner. Failing when
+/// written: `invite_submit` (crates/daemon/src/issuer/page.rs) calls
+/// `members::set_role` with the invite's role for an existing account too.
+#[test]
+fn an_invite_that_resets_the_owners_password_keeps_it_owner() {
+    let hub = Hub::start(None);
+    hub.add_user("alice", None);
+    assert_eq!(account(&hub, "alice")["role"], "owner");
+    let status = redeem_invite(&hub, &["alice"], || {});
+    assert_eq!(status, 200);
+    assert_eq!(
+        account(&hub, "alice")["role"],
+        "owner",
+        "`hephd user invite alice` (a password reset) changed the owner's role"
+    );
 }
