@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod demo;
 mod harness;
+mod issuer;
 mod issuer_conformance;
 mod oidc_hub;
 mod oidc_spoke;

@@ -509,31 +509,33 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// A page the browser landed on.
-struct Page {
-    url: String,
-    status: u16,
-    body: Vec<u8>,
+pub struct Page {
+    pub url: String,
+    pub status: u16,
+    /// Header names lowercased, as in [`Response`].
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Page {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// Just enough of a browser: a cookie jar with paths, and redirects.
 #[derive(Default)]
-struct Browser {
+pub struct Browser {
     /// (host, path prefix, name) → value.
     cookies: BTreeMap<(String, String, String), String>,
 }
 
 impl Browser {
-    fn get(&mut self, url: &str) -> Page {
+    pub fn get(&mut self, url: &str) -> Page {
         self.request("GET", url.to_owned(), None)
     }
 
-    fn submit(&mut self, action: &str, base: &str, fields: &BTreeMap<String, String>) -> Page {
+    pub fn submit(&mut self, action: &str, base: &str, fields: &BTreeMap<String, String>) -> Page {
         let url = resolve(base, action);
         let body = encode_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         self.request("POST", url, Some(body))
@@ -569,6 +571,7 @@ impl Browser {
                     return Page {
                         url,
                         status: r.status,
+                        headers: r.headers,
                         body: r.body,
                     };
                 }
@@ -632,14 +635,14 @@ fn resolve(base: &str, location: &str) -> String {
 
 /// An HTML form: its action and every named input's value.
 #[derive(Clone, Debug)]
-struct Form {
-    action: String,
-    fields: BTreeMap<String, String>,
+pub struct Form {
+    pub action: String,
+    pub fields: BTreeMap<String, String>,
 }
 
 impl Form {
     /// The first form on `html` whose fields satisfy `wanted`.
-    fn find(html: &str, wanted: impl Fn(&BTreeMap<String, String>) -> bool) -> Option<Form> {
+    pub fn find(html: &str, wanted: impl Fn(&BTreeMap<String, String>) -> bool) -> Option<Form> {
         let mut rest = html;
         while let Some(start) = rest.find("<form") {
             let after = &rest[start..];
