@@ -521,7 +521,7 @@ fn two_spokes_sign_in_on_the_page_sync_and_refresh_silently() {
     let (code, out, err) = a.login("alice");
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.starts_with(&format!("signed in to {} as {alice}", hub.url)),
+        out.starts_with(&format!("signed in to {} as alice ({alice})", hub.url)),
         "{out}"
     );
     let (code, out, err) = b.login("bob");

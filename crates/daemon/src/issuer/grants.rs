@@ -324,7 +324,9 @@ impl Issuer {
                 "the device code is not one this issuer gave out",
             ));
         };
-        if row.expires_ms <= now && row.state != DeviceState::Approved {
+        // An approved code must also be exchanged before it expires: a
+        // device that comes back later starts again.
+        if row.expires_ms <= now {
             return Err(OAuthError::new(
                 400,
                 "expired_token",
@@ -742,6 +744,33 @@ mod tests {
         assert!(check_username("").is_err());
         assert!(check_username("a b").is_err());
         assert!(check_username(&"a".repeat(65)).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_approved_code_must_be_exchanged_before_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = IssuerStore::open(&dir.path().join("heph.db")).unwrap();
+        let sub = store.add_account("alice", "$argon2id$unused", 0).unwrap();
+        let clock = Arc::new(heph_core::ManualClock::new(1_000_000));
+        let issuer = Issuer::new(
+            IssuerSettings::new("http://127.0.0.1:1"),
+            store,
+            clock.clone(),
+        );
+        let grant = issuer.authorize_device(Some("heph"), None).await.unwrap();
+        assert!(issuer.decide(&grant.user_code, Some(sub)).await.unwrap());
+        clock.advance(grant.expires_in * 1000 + 1);
+        let e = issuer
+            .exchange_device_code(Some("heph"), Some(&grant.device_code))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "expired_token");
+        // And it stays spent.
+        let e = issuer
+            .exchange_device_code(Some("heph"), Some(&grant.device_code))
+            .await
+            .unwrap_err();
+        assert_ne!(e.error, "authorization_pending");
     }
 
     #[test]
