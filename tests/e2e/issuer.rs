@@ -480,9 +480,7 @@ fn titles(env: &TestEnv) -> BTreeSet<String> {
 }
 
 /// Waits until `title` shows on `env`, moved by the sync loops alone (a
-/// local edit pushes, the other side's long poll pulls): no `sync.now`,
-/// which cancels a long poll — see
-/// [`a_sync_now_during_a_refresh_does_not_spend_the_refresh_token_twice`].
+/// local edit pushes, the other side's long poll pulls), without `sync.now`.
 fn wait_for_title(env: &TestEnv, title: &str) {
     wait_until(&format!("{title:?} to arrive"), LIMIT, || {
         titles(env).contains(title)
@@ -580,18 +578,12 @@ fn two_spokes_sign_in_on_the_page_sync_and_refresh_silently() {
     assert!(signed_in(&b.auth_status()));
 }
 
-/// A bug of the spoke that the issuer's reuse detection turns into a
-/// sign-out (failing when written): `SpokeAuth::refresh`
-/// (crates/daemon/src/spoke/auth.rs) is not cancellation-safe. The sync
-/// loop races its long poll — which starts with `bearer()`, i.e. a refresh
-/// when the token is due — against `sync.now` and local edits
-/// (crates/daemon/src/spoke/sync_loop.rs, the `select!` after a round).
-/// When one wins mid-refresh, the refresh future is dropped: its
-/// `spawn_blocking` HTTP call still completes, so the issuer rotates the
-/// token, but the new tokens are neither saved nor kept, and the mutex is
-/// released. The next refresh presents the spent token; the issuer (as the
-/// OAuth security BCP, RFC 9700, recommends) revokes the whole sign-in:
-/// `needs_login`.
+/// Regression: a spoke whose refresh was cancelled mid-flight (the sync
+/// loop drops its long poll, which may be refreshing, on `sync.now` or a
+/// local edit) lost the rotated token and presented the spent one next, so
+/// the issuer's reuse detection (RFC 9700) revoked the whole sign-in. A
+/// refresh now runs to the end as its own task
+/// (crates/daemon/src/spoke/auth.rs).
 #[test]
 fn a_sync_now_during_a_refresh_does_not_spend_the_refresh_token_twice() {
     // Tokens live 3 s: every long poll starts with a refresh.
@@ -1366,10 +1358,8 @@ fn account(hub: &Hub, name: &str) -> Value {
 
 /// `hephd user disable` must win over an invite link made earlier (say, a
 /// password reset sent before the device was lost): redeeming it must not
-/// switch the account back on. Failing when written: `redeem_invite`
-/// (crates/daemon/src/issuer/store.rs, the `UPDATE issuer_accounts SET
-/// password_hash = ?2, disabled = 0`) enables it, and `set_disabled` leaves
-/// the account's pending invites live.
+/// switch the account back on (regression: redeeming once set
+/// `disabled = 0`, and disabling left pending invites live).
 #[test]
 fn an_older_invite_does_not_enable_a_disabled_account() {
     let hub = Hub::start(None);
@@ -1390,9 +1380,8 @@ fn an_older_invite_does_not_enable_a_disabled_account() {
 }
 
 /// An invite for an account that exists resets its password; with the
-/// default `--role writer` it must not demote the hub's owner. Failing when
-/// written: `invite_submit` (crates/daemon/src/issuer/page.rs) calls
-/// `members::set_role` with the invite's role for an existing account too.
+/// default `--role writer` it must not demote the hub's owner (regression:
+/// the invite's role used to be applied to existing accounts too).
 #[test]
 fn an_invite_that_resets_the_owners_password_keeps_it_owner() {
     let hub = Hub::start(None);
