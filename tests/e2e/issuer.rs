@@ -1395,3 +1395,34 @@ fn an_invite_that_resets_the_owners_password_keeps_it_owner() {
         "`hephd user invite alice` (a password reset) changed the owner's role"
     );
 }
+
+/// `hephd user add` on a terminal asks twice with echo off: the password
+/// never shows on the screen, and the account works with it.
+#[test]
+fn a_password_typed_on_a_terminal_is_not_echoed() {
+    let hub = Hub::start(None);
+    let db = &hub.env.db;
+    let hephd = crate::harness::bin("hephd");
+    let typed = "tty-Secret-4711";
+    let term = crate::tui::Tmux::run(
+        &hub.env,
+        &format!(
+            "'{}' user add carol --db '{}'",
+            hephd.display(),
+            db.display()
+        ),
+    );
+    term.wait_for_text("New password for carol:");
+    term.keys(&[typed, "Enter"]);
+    term.wait_for_text("The same again:");
+    term.keys(&[typed, "Enter"]);
+    let screen = term.wait_for_text("added carol");
+    assert!(
+        !screen.contains(typed),
+        "the password was echoed:\n{screen}"
+    );
+    let grant = hub.device_authorize("openid offline_access");
+    let uri = grant["verification_uri_complete"].as_str().unwrap();
+    let page = sign_in(&mut Browser::default(), uri, "carol", typed);
+    assert_eq!(page.status, 200, "{}", page.text());
+}

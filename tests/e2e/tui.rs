@@ -19,8 +19,9 @@ use crate::harness::{TestEnv, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A private tmux server with one 100×30 session running `heph-tui`.
-struct Tmux {
+/// A private tmux server with one 100×30 session running a program
+/// (`heph-tui`, or any command that needs a real terminal).
+pub(crate) struct Tmux {
     server: String,
     dir: PathBuf,
 }
@@ -39,6 +40,21 @@ impl Tmux {
 
     /// Starts `heph-tui` in `env`'s home, with stderr kept in a file.
     fn start(env: &TestEnv) -> Self {
+        let tui = crate::harness::bin("heph-tui");
+        assert!(
+            tui.exists(),
+            "{} is not built; run the suite with `cargo test --workspace`",
+            tui.display()
+        );
+        let stderr = env.path().join("heph-tui.stderr");
+        Self::run(
+            env,
+            &format!("exec '{}' 2>'{}'", tui.display(), stderr.display()),
+        )
+    }
+
+    /// Runs the shell command `shell` in a terminal, in `env`'s home.
+    pub(crate) fn run(env: &TestEnv, shell: &str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let server = format!(
             "heph-tui-e2e-{}-{}",
@@ -50,14 +66,6 @@ impl Tmux {
         // The pane stays after the program exits, so its exit status and
         // terminal state can be read; no status bar takes a row.
         std::fs::write(&conf, "set -g remain-on-exit on\nset -g status off\n").unwrap();
-        let tui = crate::harness::bin("heph-tui");
-        assert!(
-            tui.exists(),
-            "{} is not built; run the suite with `cargo test --workspace`",
-            tui.display()
-        );
-        let stderr = dir.join("heph-tui.stderr");
-        let shell = format!("exec '{}' 2>'{}'", tui.display(), stderr.display());
         let mut cmd = Command::new("tmux");
         for (k, _) in std::env::vars() {
             if k.starts_with("HEPH_") || k.starts_with("XDG_") || k.starts_with("TMUX") {
@@ -78,7 +86,7 @@ impl Tmux {
                 "100",
                 "-y",
                 "30",
-                &shell,
+                shell,
             ])
             .output()
             .unwrap_or_else(|e| {
@@ -92,19 +100,19 @@ impl Tmux {
         Self { server, dir }
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout)
             .into_owned()
     }
 
     /// A tmux format variable of the pane, e.g. `pane_dead`.
-    fn pane(&self, var: &str) -> String {
+    pub(crate) fn pane(&self, var: &str) -> String {
         let format = format!("#{{{var}}}");
         let out = self.tmux(&["display-message", "-p", "-t", "tui", &format]);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "tui"];
         args.extend(keys);
         assert!(
@@ -114,7 +122,7 @@ impl Tmux {
     }
 
     /// Polls the screen until `pred` holds; on timeout shows the last screen.
-    fn wait_for(&self, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
         let last = RefCell::new(String::new());
         let result = catch_unwind(AssertUnwindSafe(|| {
             wait_until(what, WAIT, || {
@@ -135,7 +143,7 @@ impl Tmux {
         last.into_inner()
     }
 
-    fn wait_for_text(&self, text: &str) -> String {
+    pub(crate) fn wait_for_text(&self, text: &str) -> String {
         self.wait_for(&format!("{text:?} on screen"), |s| s.contains(text))
     }
 }
