@@ -47,9 +47,18 @@ impl Tmux {
             tui.display()
         );
         let stderr = env.path().join("heph-tui.stderr");
+        let status = env.path().join("heph-tui.status");
+        // The shell waits for heph-tui and writes its exit status to a file:
+        // tmux's own pane_dead_status is not always filled in (tmux may see
+        // the pty close and never report the status it reaped).
         Self::run(
             env,
-            &format!("exec '{}' 2>'{}'", tui.display(), stderr.display()),
+            &format!(
+                "'{}' 2>'{}'; echo $? >'{}'",
+                tui.display(),
+                stderr.display(),
+                status.display()
+            ),
         )
     }
 
@@ -148,6 +157,26 @@ impl Tmux {
     }
 }
 
+/// The pid of a child process of `parent` (from /proc).
+fn child_of(parent: i32) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // pid (comm) state ppid …; comm may hold spaces, so split after ')'.
+            let ppid: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
@@ -223,13 +252,20 @@ fn heph_tui_shows_changes_live_and_survives_a_daemon_restart() {
     tui.wait_for_text("Call the plumber");
 
     // SIGTERM ends it cleanly and leaves the terminal as it found it.
-    let pid: i32 = tui.pane("pane_pid").parse().unwrap();
-    // SAFETY: kill(2) on the pane's process, which tmux started for this test.
+    let shell: i32 = tui.pane("pane_pid").parse().unwrap();
+    let pid = child_of(shell).expect("heph-tui runs under the pane's shell");
+    // SAFETY: kill(2) on heph-tui, which this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status_file = env.path().join("heph-tui.status");
+    let mut status = String::new();
     wait_until("heph-tui to exit on SIGTERM", WAIT, || {
+        status = std::fs::read_to_string(&status_file).unwrap_or_default();
+        status.ends_with('\n')
+    });
+    assert_eq!(status.trim(), "0", "heph-tui's exit status on SIGTERM");
+    wait_until("the pane's shell to end", WAIT, || {
         tui.pane("pane_dead") == "1"
     });
-    assert_eq!(tui.pane("pane_dead_status"), "0");
     assert_eq!(
         tui.pane("alternate_on"),
         "0",
