@@ -300,16 +300,27 @@ impl TestEnv {
     /// Returns the daemon and its port.
     pub fn start_hub(&self, port: Option<u16>) -> (Daemon, u16) {
         let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
-        let before = std::fs::read_to_string(self.path().join("hephd.log"))
-            .map(|t| t.len())
-            .unwrap_or(0);
-        let d = self.start_daemon_with(&[
+        let (d, port) = self.start_server(&[
             "--mode",
             "server",
             "--insecure-no-auth",
             "--listen",
             &listen,
         ]);
+        wait_until("the hub's /healthz", Duration::from_secs(20), || {
+            http(port, "GET", "/healthz", &[], b"").map(|r| r.0) == Some(200)
+        });
+        (d, port)
+    }
+
+    /// Starts `hephd ARGS` (a hub: `--mode server … --listen 127.0.0.1:P`)
+    /// and returns it with the port it listens on, read back from its log
+    /// (so `--listen 127.0.0.1:0` works).
+    pub fn start_server(&self, args: &[&str]) -> (Daemon, u16) {
+        let before = std::fs::read_to_string(self.path().join("hephd.log"))
+            .map(|t| t.len())
+            .unwrap_or(0);
+        let d = self.start_daemon_with(args);
         let mut found = None;
         wait_until(
             "the hub's listening address",
@@ -325,11 +336,7 @@ impl TestEnv {
                 found.is_some()
             },
         );
-        let port = found.unwrap();
-        wait_until("the hub's /healthz", Duration::from_secs(20), || {
-            http(port, "GET", "/healthz", &[], b"").map(|r| r.0) == Some(200)
-        });
-        (d, port)
+        (d, found.unwrap())
     }
 
     /// Starts a spoke of the hub on `port`.
@@ -368,4 +375,49 @@ pub fn http(
     let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// Runs `heph auth login …` (`cmd`, which should include `--no-browser`):
+/// reads its stderr until the verification URL, lets `approve` act on it
+/// as the person at the browser would, then waits for the login to end.
+/// Returns (exit code, stdout, stderr).
+pub fn run_login(mut cmd: Command, approve: impl FnOnce(&str)) -> (i32, String, String) {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(LIMIT)
+            .expect("heph auth login printed no verification URL");
+        if let Some(url) = line.strip_prefix("  http") {
+            break format!("http{url}");
+        }
+    };
+    assert!(url.contains("user_code="), "{url}");
+    approve(&url);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let mut status = None;
+    wait_until("heph auth login to finish", LIMIT, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let stderr = reader.join().unwrap();
+    (status.unwrap().code().unwrap_or(-1), stdout, stderr)
 }

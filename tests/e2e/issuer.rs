@@ -9,10 +9,9 @@
 //! prints the logs of its hub and spokes.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -20,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, TestEnv, wait_until};
+use crate::harness::{Daemon, TestEnv, run_login, wait_until};
 use crate::oidc_support::{Browser, Form, Page, Response, encode_form, http, jwt_parts};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -58,18 +57,8 @@ impl Hub {
         if let Some(ttl) = &ttl {
             args.extend(["--issuer-access-ttl", ttl.as_str()]);
         }
-        let daemon = env.start_daemon_with(&args);
-        let mut port = None;
-        wait_until("the hub's listening address", LIMIT, || {
-            port = daemon
-                .log_text()
-                .lines()
-                .filter_map(|l| l.split("hub listening on http://127.0.0.1:").nth(1))
-                .filter_map(|p| p.trim().parse::<u16>().ok())
-                .next_back();
-            port.is_some()
-        });
-        let url = format!("http://127.0.0.1:{}", port.unwrap());
+        let (daemon, port) = env.start_server(&args);
+        let url = format!("http://127.0.0.1:{port}");
         wait_until("the issuer's discovery document", LIMIT, || {
             http(
                 "GET",
@@ -380,56 +369,17 @@ impl Spoke {
 
     /// `heph auth login --no-browser`, approved on the page as `user`.
     fn login(&self, user: &str) -> (i32, String, String) {
-        let mut child = self
-            .auth("login", &["--no-browser"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        let url = loop {
-            let line = rx
-                .recv_timeout(LIMIT)
-                .expect("heph auth login printed no verification URL");
-            if let Some(url) = line.strip_prefix("  http") {
-                break format!("http{url}");
-            }
-        };
-        assert!(
-            url.starts_with(&format!("{}/device?user_code=", self.hub)),
-            "{url}"
-        );
-        let mut browser = Browser::default();
-        let page = sign_in(&mut browser, &url, user, PASSWORD);
-        assert_eq!(page.status, 200, "{}", page.text());
-        let done = decide(&mut browser, &page, "approve");
-        assert!(done.text().contains("Device approved"), "{}", done.text());
-        let mut status = None;
-        wait_until("heph auth login to finish", LIMIT, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        });
-        let mut stdout = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
-        let stderr = reader.join().unwrap();
-        (status.unwrap().code().unwrap_or(-1), stdout, stderr)
+        run_login(self.auth("login", &["--no-browser"]), |url| {
+            assert!(
+                url.starts_with(&format!("{}/device?user_code=", self.hub)),
+                "{url}"
+            );
+            let mut browser = Browser::default();
+            let page = sign_in(&mut browser, url, user, PASSWORD);
+            assert_eq!(page.status, 200, "{}", page.text());
+            let done = decide(&mut browser, &page, "approve");
+            assert!(done.text().contains("Device approved"), "{}", done.text());
+        })
     }
 
     /// The stored token set for the hub.

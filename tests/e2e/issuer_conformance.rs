@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Daemon, TestEnv, wait_until};
+use crate::harness::{Daemon, TestEnv};
 use crate::oidc_support::oidc_dir;
 
 const USER: &str = "olga";
@@ -24,7 +24,7 @@ const CHECK_LIMIT: Duration = Duration::from_secs(90);
 
 /// Starts a hub that is its own issuer on a free port; returns it and its URL.
 fn start_issuer_hub(env: &TestEnv) -> (Daemon, String) {
-    let d = env.start_daemon_with(&[
+    let (d, port) = env.start_server(&[
         "--mode",
         "server",
         "--builtin-issuer",
@@ -33,21 +33,7 @@ fn start_issuer_hub(env: &TestEnv) -> (Daemon, String) {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let mut port = None;
-    wait_until(
-        "the hub's listening address",
-        Duration::from_secs(20),
-        || {
-            port = d
-                .log_text()
-                .lines()
-                .filter_map(|l| l.split("hub listening on http://127.0.0.1:").nth(1))
-                .filter_map(|p| p.trim().parse::<u16>().ok())
-                .next_back();
-            port.is_some()
-        },
-    );
-    (d, format!("http://127.0.0.1:{}", port.unwrap()))
+    (d, format!("http://127.0.0.1:{port}"))
 }
 
 /// `hephd user add NAME --db DB` with the password on stdin; returns stdout.

@@ -25,22 +25,8 @@ fn start_hub(env: &TestEnv, issuer: &str, extra: &[&str]) -> (Daemon, String) {
         AUD,
     ];
     args.extend_from_slice(extra);
-    let d = env.start_daemon_with(&args);
-    let mut port = None;
-    wait_until(
-        "the hub's listening address",
-        Duration::from_secs(20),
-        || {
-            port = d
-                .log_text()
-                .lines()
-                .filter_map(|l| l.split("hub listening on http://127.0.0.1:").nth(1))
-                .filter_map(|p| p.trim().parse::<u16>().ok())
-                .next_back();
-            port.is_some()
-        },
-    );
-    (d, format!("http://127.0.0.1:{}", port.unwrap()))
+    let (d, port) = env.start_server(&args);
+    (d, format!("http://127.0.0.1:{port}"))
 }
 
 fn pull(hub: &str, token: &str) -> Response {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, TestEnv, wait_until};
+use crate::harness::{Daemon, TestEnv, run_login, wait_until};
 use crate::oidc_support::{OidcOptions, OidcProvider, encode_form, http};
 
 const AUDIENCE: &str = "heph-e2e-hub";
@@ -131,52 +131,18 @@ impl Spoke {
         approve: bool,
         extra: &[&str],
     ) -> (i32, String, String) {
-        let mut child = self
-            .heph()
-            .args(["auth", "login", "--no-browser"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
+        let mut cmd = self.heph();
+        cmd.args(["auth", "login", "--no-browser"]).args(extra);
+        let (code, stdout, stderr) = run_login(cmd, |url| {
+            if approve {
+                provider.approve(url, user);
+            } else {
+                provider.deny(url);
             }
-            all
         });
-        let url = loop {
-            let line = rx
-                .recv_timeout(LIMIT)
-                .expect("heph auth login printed no verification URL");
-            if let Some(url) = line.strip_prefix("  http") {
-                break format!("http{url}");
-            }
-        };
-        assert!(url.contains("user_code="), "{url}");
-        if approve {
-            provider.approve(&url, user);
-        } else {
-            provider.deny(&url);
-        }
-        let mut stdout = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-        let mut status = None;
-        wait_until("heph auth login to finish", LIMIT, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        });
-        let stderr = reader.join().unwrap();
         self.printed.push(stdout.clone());
         self.printed.push(stderr.clone());
-        (status.unwrap().code().unwrap_or(-1), stdout, stderr)
+        (code, stdout, stderr)
     }
 
     /// The stored token set for the hub (the test reads secrets; heph never prints them).

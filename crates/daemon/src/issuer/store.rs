@@ -224,6 +224,16 @@ fn query_device(
     .optional()
 }
 
+/// Wraps a SQLite error with the database's path (a closure that does not
+/// borrow the store, for use while a transaction borrows its connection).
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> IssuerStoreError + use<> {
+    let path = path.to_path_buf();
+    move |source| IssuerStoreError::Sqlite {
+        path: path.clone(),
+        source,
+    }
+}
+
 /// An invite that was spent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redeemed {
@@ -270,15 +280,11 @@ impl IssuerStore {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let sql = |source| IssuerStoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let run = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<Option<i64>> {
             tx.execute(
                 "CREATE TABLE IF NOT EXISTS issuer_schema (version INTEGER PRIMARY KEY)",
@@ -300,11 +306,11 @@ impl IssuerStore {
         };
         match run(&tx) {
             Ok(Some(found)) => Err(IssuerStoreError::Newer {
-                path: path.clone(),
+                path: self.path.clone(),
                 found,
                 supported: SCHEMA_VERSION,
             }),
-            Ok(None) => tx.commit().map_err(sql),
+            Ok(None) => tx.commit().map_err(&sql),
             Err(e) => Err(sql(e)),
         }
     }
@@ -368,10 +374,7 @@ impl IssuerStore {
         let rows: Vec<(String, Vec<u8>)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(Iterator::collect)
-            .map_err(|e| IssuerStoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(sql_error(&self.path))?;
         rows.iter()
             .map(|(kid, der)| Ok(SigningKey::from_pkcs8(kid, der)?.jwk))
             .collect()
@@ -473,13 +476,7 @@ impl IssuerStore {
         let account = self
             .account(username)?
             .ok_or_else(|| IssuerStoreError::NoAccount(username.to_owned()))?;
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| IssuerStoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        let tx = self.conn.transaction().map_err(sql_error(&self.path))?;
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "UPDATE issuer_accounts SET disabled = ?2, updated_ms = ?3 WHERE username = ?1",
@@ -499,10 +496,7 @@ impl IssuerStore {
             }
             Ok(())
         };
-        run().map_err(|e| IssuerStoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        run().map_err(sql_error(&self.path))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(account.sub)
     }
@@ -587,10 +581,7 @@ impl IssuerStore {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| IssuerStoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(sql_error(&self.path))?;
         let row = {
             let this =
                 query_device(&tx, "device_hash", &hash).map_err(|e| IssuerStoreError::Sqlite {
@@ -634,13 +625,7 @@ impl IssuerStore {
     /// Starts a family for a new sign-in and returns its first refresh token.
     pub fn new_family(&mut self, family: &Family, now_ms: i64, ttl_ms: i64) -> Result<String> {
         let token = random_token(32);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| IssuerStoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        let tx = self.conn.transaction().map_err(sql_error(&self.path))?;
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO issuer_families (family, sub, client_id, scope, auth_time_ms, created_ms)
@@ -660,10 +645,7 @@ impl IssuerStore {
             )?;
             Ok(())
         };
-        run().map_err(|e| IssuerStoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        run().map_err(sql_error(&self.path))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(token)
     }
@@ -672,15 +654,11 @@ impl IssuerStore {
     /// its family, in one transaction.
     pub fn use_refresh(&mut self, token: &str, now_ms: i64, ttl_ms: i64) -> Result<RefreshUse> {
         let hash = hash_secret(token);
-        let path = self.path.clone();
-        let sql = |source| IssuerStoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let found: Option<(String, i64, Option<i64>)> = tx
             .query_row(
                 "SELECT family, expires_ms, used_ms FROM issuer_refresh_tokens WHERE hash = ?1",
@@ -688,7 +666,7 @@ impl IssuerStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let Some((family_id, expires_ms, used_ms)) = found else {
             return Ok(RefreshUse::Unknown);
         };
@@ -709,7 +687,7 @@ impl IssuerStore {
                     ))
                 },
             )
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let (family, revoked) = family;
         if revoked.is_some() {
             return Ok(RefreshUse::Revoked);
@@ -720,8 +698,8 @@ impl IssuerStore {
                  WHERE family = ?1",
                 params![family.family, now_ms],
             )
-            .map_err(sql)?;
-            tx.commit().map_err(sql)?;
+            .map_err(&sql)?;
+            tx.commit().map_err(&sql)?;
             return Ok(RefreshUse::Reused { family });
         }
         if expires_ms <= now_ms {
@@ -732,20 +710,20 @@ impl IssuerStore {
             "UPDATE issuer_refresh_tokens SET used_ms = ?2 WHERE hash = ?1",
             params![hash, now_ms],
         )
-        .map_err(sql)?;
+        .map_err(&sql)?;
         tx.execute(
             "INSERT INTO issuer_refresh_tokens (hash, family, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
             params![hash_secret(&new_token), family.family, now_ms, now_ms + ttl_ms],
         )
-        .map_err(sql)?;
+        .map_err(&sql)?;
         // Spent tokens older than a day are kept only to detect reuse; a
         // family's history beyond that is not needed.
         tx.execute(
             "DELETE FROM issuer_refresh_tokens WHERE family = ?1 AND used_ms IS NOT NULL AND used_ms < ?2",
             params![family.family, now_ms - 30 * 86_400_000],
         )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
         Ok(RefreshUse::Rotated { family, new_token })
     }
 
@@ -818,21 +796,17 @@ impl IssuerStore {
         password_hash: &str,
         now_ms: i64,
     ) -> Result<Option<Redeemed>> {
-        let path = self.path.clone();
-        let sql = |source| IssuerStoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let n = tx
             .execute(
                 "UPDATE issuer_invites SET used_ms = ?2 WHERE hash = ?1 AND used_ms IS NULL AND expires_ms > ?2",
                 params![hash_secret(secret), now_ms],
             )
-            .map_err(sql)?;
+            .map_err(&sql)?;
         if n != 1 {
             return Ok(None);
         }
@@ -842,7 +816,7 @@ impl IssuerStore {
                 [hash_secret(secret)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let existing: Option<String> = tx
             .query_row(
                 "SELECT sub FROM issuer_accounts WHERE username = ?1",
@@ -850,7 +824,7 @@ impl IssuerStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let created = existing.is_none();
         let sub = match existing {
             Some(sub) => {
@@ -858,7 +832,7 @@ impl IssuerStore {
                     "UPDATE issuer_accounts SET password_hash = ?2, updated_ms = ?3 WHERE sub = ?1",
                     params![sub, password_hash, now_ms],
                 )
-                .map_err(sql)?;
+                .map_err(&sql)?;
                 sub
             }
             None => {
@@ -868,11 +842,11 @@ impl IssuerStore {
                      VALUES (?1, ?2, ?3, ?4, ?4)",
                     params![sub, username, password_hash, now_ms],
                 )
-                .map_err(sql)?;
+                .map_err(&sql)?;
                 sub
             }
         };
-        tx.commit().map_err(sql)?;
+        tx.commit().map_err(&sql)?;
         Ok(Some(Redeemed {
             username,
             role,

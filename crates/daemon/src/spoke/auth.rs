@@ -601,8 +601,20 @@ pub(crate) mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_new_access_token_is_used_only_after_the_save() {
+    /// A signed-in spoke whose token is due, a provider that will rotate
+    /// it, and a store whose `save` waits at a gate the test opens.
+    struct Gated {
+        fake: Fake,
+        hub: HubUrl,
+        store: Arc<GatedStore>,
+        auth: Arc<SpokeAuth>,
+        /// Receives when a save has started (the provider already rotated).
+        entered: std::sync::mpsc::Receiver<()>,
+        /// Lets the save go on.
+        open: std::sync::mpsc::Sender<()>,
+    }
+
+    async fn gated() -> Gated {
         let fake = start_fake().await;
         let issuer = fake.issuer.lock().unwrap().clone();
         let hub = HubUrl::parse("http://127.0.0.1:1").unwrap();
@@ -625,6 +637,26 @@ pub(crate) mod tests {
             200,
             serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300}),
         ));
+        Gated {
+            fake,
+            hub,
+            store,
+            auth,
+            entered,
+            open,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_new_access_token_is_used_only_after_the_save() {
+        let Gated {
+            fake: _,
+            hub,
+            store,
+            auth,
+            entered,
+            open,
+        } = gated().await;
         let task = tokio::spawn({
             let auth = auth.clone();
             async move { auth.bearer().await }
@@ -667,28 +699,14 @@ pub(crate) mod tests {
     /// token is still saved and used, and the spent one never sent again.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_refresh_whose_caller_gives_up_still_keeps_the_rotated_token() {
-        let fake = start_fake().await;
-        let issuer = fake.issuer.lock().unwrap().clone();
-        let hub = HubUrl::parse("http://127.0.0.1:1").unwrap();
-        let (entered_tx, entered) = std::sync::mpsc::channel();
-        let (open, gate) = std::sync::mpsc::channel();
-        let store = Arc::new(GatedStore {
-            inner: MemoryStore::default(),
-            entered: entered_tx,
-            gate: Mutex::new(gate),
-        });
-        store.inner.save(&hub, &tokens(&issuer, 0)).unwrap();
-        let auth = Arc::new(SpokeAuth::new(
-            store.clone(),
-            hub.clone(),
-            Arc::new(ManualClock::new(1_000_000)),
-            Events::new(),
-        ));
-        auth.reload().await;
-        fake.script.lock().unwrap().push((
-            200,
-            serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300}),
-        ));
+        let Gated {
+            fake,
+            hub,
+            store,
+            auth,
+            entered,
+            open,
+        } = gated().await;
         let caller = tokio::spawn({
             let auth = auth.clone();
             async move { auth.bearer().await }
