@@ -35,7 +35,8 @@ type Error = Box<dyn std::error::Error>;
 
 const BIG: usize = 1_000_000;
 const SMALL: usize = 1_000;
-const PAGE: usize = 10_000;
+/// The spoke applies a catch-up in transactions of this many ops.
+const PAGE: usize = hephd::spoke::sync_loop::BULK_APPLY_OPS;
 const ROUNDS: usize = 200;
 const EDITS: usize = 100;
 const IDLE_CLIENTS: usize = 1_000;
@@ -122,13 +123,22 @@ impl Proc {
     }
 
     fn rss_mb(&self) -> Result<f64, Error> {
+        self.status_mb("VmRSS:")
+    }
+
+    /// The peak resident set so far.
+    fn peak_rss_mb(&self) -> Result<f64, Error> {
+        self.status_mb("VmHWM:")
+    }
+
+    fn status_mb(&self, field: &str) -> Result<f64, Error> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .ok_or("no VmRSS")?;
+            .ok_or_else(|| format!("no {field} in /proc/PID/status"))?;
         Ok(kb / 1024.0)
     }
 }
@@ -268,8 +278,13 @@ pub fn run(_opts: &Options) -> Result<Vec<Line>, Error> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let bootstrap = start.elapsed();
+    let bootstrap_peak = spoke.peak_rss_mb()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after_bootstrap = spoke.rss_mb()?;
     drop(spoke);
-    eprintln!("sync: bootstrap of {BIG} ops took {bootstrap:?}");
+    eprintln!(
+        "sync: bootstrap of {BIG} ops took {bootstrap:?}; the spoke's peak RSS {bootstrap_peak:.0} MB, {after_bootstrap:.0} MB after"
+    );
 
     // Incremental rounds against both hubs.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -370,6 +385,7 @@ pub fn run(_opts: &Options) -> Result<Vec<Line>, Error> {
             budget: Budget::AtLeast(0.5),
             extra: vec![
                 ("seconds".into(), format!("{:.1}", bootstrap.as_secs_f64())),
+                ("peak_rss_mb".into(), format!("{bootstrap_peak:.0}")),
                 ("unit".into(), "ops/s".into()),
             ],
         },
