@@ -46,7 +46,7 @@ fn hephd_path() -> Result<PathBuf, Error> {
     let path = exe.with_file_name("hephd");
     if !path.exists() {
         return Err(format!(
-            "{} is missing; build it with cargo build --release -p hephd -p heph-bench",
+            "{} is missing; build it with cargo build --release (then run cargo run --release -p heph-bench)",
             path.display()
         )
         .into());
