@@ -149,8 +149,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(over());
     }
-    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
-        Err(_) => Err(ApiError::new(
+    match read_limited(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyError::TooLarge) => Err(over()),
+        Err(BodyError::Timeout) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             error_code::TIMEOUT,
             format!(
@@ -158,20 +160,40 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
                 BODY_TIMEOUT.as_secs()
             ),
         )),
+        Err(BodyError::Broken(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            error_code::INVALID_BODY,
+            format!("the request body could not be read: {e}"),
+        )),
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Longer than the limit.
+    TooLarge,
+    /// Not all there within [`BODY_TIMEOUT`].
+    Timeout,
+    /// The connection failed; the cause.
+    Broken(String),
+}
+
+/// Reads a body of at most `limit` bytes from a sender no slower than
+/// [`BODY_TIMEOUT`]: every hub route that reads a body goes through here.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(BodyError::Timeout),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(s) = source {
                 if s.to_string().contains("length limit exceeded") {
-                    return Err(over());
+                    return Err(BodyError::TooLarge);
                 }
                 source = s.source();
             }
-            Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                error_code::INVALID_BODY,
-                format!("the request body could not be read: {e}"),
-            ))
+            Err(BodyError::Broken(e.to_string()))
         }
     }
 }

@@ -301,11 +301,14 @@ pub fn run_issuer(ctx: &AdminContext<'_>, cmd: IssuerCommand) -> Result<(), Admi
     let (_replica, mut issuer) = open(ctx.db)?;
     match cmd {
         IssuerCommand::RotateKey => {
-            let key = issuer.rotate_key(now_ms()).map_err(fail)?;
+            let keep = super::grants::retired_key_keep_ms(std::time::Duration::from_secs(
+                ctx.access_ttl_secs,
+            ));
+            let key = issuer.rotate_key(now_ms(), keep).map_err(fail)?;
             println!(
                 "the issuer now signs with key {}; the previous key stays published for {} more minutes so tokens it signed keep working",
                 key.kid,
-                (ctx.access_ttl_secs + 300).div_ceil(60)
+                (keep as u64).div_ceil(60_000)
             );
         }
     }

@@ -214,9 +214,7 @@ impl Issuer {
     /// The published keys (current and recently retired).
     pub async fn jwks(&self) -> Result<Value, OAuthError> {
         let now = self.now_ms();
-        // A retired key stays published until every token it signed has
-        // expired, plus leeway for the verifier's clock.
-        let keep = self.settings.access_ttl.as_millis() as i64 + 5 * 60_000;
+        let keep = retired_key_keep_ms(self.settings.access_ttl);
         let keys = self
             .with_store(move |s| {
                 s.signing_key(now)?;
@@ -426,36 +424,41 @@ impl Issuer {
         rotated: Option<String>,
     ) -> Result<TokenResponse, OAuthError> {
         let now = self.now_ms();
-        let sub = family.sub.clone();
-        let account = self.with_store(move |s| s.account_by_sub(&sub)).await?;
-        let account = match account {
-            Some(a) if !a.disabled => a,
-            found => {
-                let fam = family.family.clone();
-                let _ = self
-                    .with_store(move |s| s.revoke_family(&fam, "account disabled or removed", now))
-                    .await;
-                return Err(OAuthError::grant(if found.is_some() {
+        let offline = family
+            .scope
+            .split_whitespace()
+            .any(|s| s == "offline_access");
+        let ttl = self.settings.refresh_ttl.as_millis() as i64;
+        // One trip to the store: the account, the refresh token of a new
+        // sign-in (or the end of the family of a disabled account), the key.
+        let f = family.clone();
+        let found = self
+            .with_store(move |s| {
+                let account = match s.account_by_sub(&f.sub)? {
+                    Some(a) if !a.disabled => a,
+                    gone => {
+                        let _ = s.revoke_family(&f.family, "account disabled or removed", now);
+                        return Ok(Err(gone.is_some()));
+                    }
+                };
+                let refresh_token = match rotated {
+                    Some(t) => Some(t),
+                    None if offline => Some(s.new_family(&f, now, ttl)?),
+                    None => None,
+                };
+                Ok(Ok((account, refresh_token, s.signing_key(now)?)))
+            })
+            .await?;
+        let (account, refresh_token, key) = match found {
+            Ok(found) => found,
+            Err(disabled) => {
+                return Err(OAuthError::grant(if disabled {
                     "the account is disabled; ask the hub's operator"
                 } else {
                     "the account no longer exists"
                 }));
             }
         };
-        let offline = family
-            .scope
-            .split_whitespace()
-            .any(|s| s == "offline_access");
-        let refresh_token = match rotated {
-            Some(t) => Some(t),
-            None if offline => {
-                let ttl = self.settings.refresh_ttl.as_millis() as i64;
-                let f = family.clone();
-                Some(self.with_store(move |s| s.new_family(&f, now, ttl)).await?)
-            }
-            None => None,
-        };
-        let key = self.with_store(move |s| s.signing_key(now)).await?;
         let s = &self.settings;
         let iat = now / 1000;
         let exp = iat + s.access_ttl.as_secs() as i64;
@@ -647,6 +650,12 @@ impl Issuer {
 pub enum InviteError {
     Password(passwords::PasswordError),
     Unavailable,
+}
+
+/// How long a retired signing key stays published: until every token it
+/// signed has expired, plus 5 minutes of leeway for verifiers' clocks.
+pub fn retired_key_keep_ms(access_ttl: Duration) -> i64 {
+    access_ttl.as_millis() as i64 + 5 * 60_000
 }
 
 /// A fresh user code, `XXXX-XXXX`, from [`USER_CODE_ALPHABET`] (~34 bits).

@@ -21,6 +21,7 @@ use serde_json::json;
 use super::grants::{DEVICE_GRANT, Issuer, OAuthError};
 use super::page::{self, PageState};
 use crate::db::Db;
+use crate::hub::routes::{BODY_TIMEOUT, BodyError, read_limited};
 
 /// Paths the issuer serves.
 pub mod path {
@@ -52,7 +53,8 @@ pub fn router(issuer: Arc<Issuer>, db: Db) -> Router {
     oauth.merge(page::router(pages))
 }
 
-/// Reads a form body (at most [`MAX_FORM_BYTES`]) into its fields; a
+/// Reads a form body (at most [`MAX_FORM_BYTES`], within the hub's body
+/// timeout) into its fields; a
 /// repeated field is refused, as RFC 6749 §3.1 asks.
 pub async fn read_form(
     headers: &axum::http::HeaderMap,
@@ -74,9 +76,24 @@ pub async fn read_form(
     if !form_type {
         return Err(bad("the body must be application/x-www-form-urlencoded"));
     }
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+    let bytes = read_limited(body, MAX_FORM_BYTES)
         .await
-        .map_err(|_| bad("the form is too large or was cut off"))?;
+        .map_err(|e| match e {
+            BodyError::TooLarge => OAuthError {
+                status: 413,
+                error: "invalid_request",
+                description: format!("the form is larger than {MAX_FORM_BYTES} bytes"),
+            },
+            BodyError::Timeout => OAuthError {
+                status: 408,
+                error: "invalid_request",
+                description: format!(
+                    "the form did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            },
+            BodyError::Broken(cause) => bad(&format!("the form could not be read: {cause}")),
+        })?;
     let mut fields = HashMap::new();
     let pairs =
         form_urlencoded(&bytes).ok_or_else(|| bad("the form is not valid UTF-8 form encoding"))?;

@@ -336,7 +336,15 @@ impl IssuerStore {
     }
 
     /// Adds a fresh key and retires every other one; returns the new key.
-    pub fn rotate_key(&mut self, now_ms: i64) -> Result<SigningKey> {
+    /// Keys retired more than `keep_ms` ago (their tokens have all expired)
+    /// are deleted.
+    pub fn rotate_key(&mut self, now_ms: i64, keep_ms: i64) -> Result<SigningKey> {
+        self.conn
+            .execute(
+                "DELETE FROM issuer_keys WHERE retired_ms IS NOT NULL AND retired_ms < ?1",
+                [now_ms - keep_ms],
+            )
+            .map_err(|e| self.err(e))?;
         self.conn
             .execute(
                 "UPDATE issuer_keys SET retired_ms = ?1 WHERE retired_ms IS NULL",
@@ -359,20 +367,16 @@ impl IssuerStore {
 
     /// The public JWKs to publish: every unretired key, and retired ones
     /// for `keep_ms` after retirement (their tokens may still be live).
-    /// Older retired keys are deleted.
-    pub fn published_jwks(&mut self, now_ms: i64, keep_ms: i64) -> Result<Vec<serde_json::Value>> {
-        self.conn
-            .execute(
-                "DELETE FROM issuer_keys WHERE retired_ms IS NOT NULL AND retired_ms < ?1",
-                [now_ms - keep_ms],
-            )
-            .map_err(|e| self.err(e))?;
+    pub fn published_jwks(&self, now_ms: i64, keep_ms: i64) -> Result<Vec<serde_json::Value>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT kid, pkcs8 FROM issuer_keys ORDER BY created_ms DESC, rowid DESC")
+            .prepare(
+                "SELECT kid, pkcs8 FROM issuer_keys WHERE retired_ms IS NULL OR retired_ms >= ?1
+                 ORDER BY created_ms DESC, rowid DESC",
+            )
             .map_err(|e| self.err(e))?;
         let rows: Vec<(String, Vec<u8>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([now_ms - keep_ms], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(Iterator::collect)
             .map_err(sql_error(&self.path))?;
         rows.iter()
@@ -981,7 +985,7 @@ mod tests {
         let (_d, mut s) = open();
         let first = s.signing_key(0).unwrap();
         assert_eq!(s.signing_key(1).unwrap().kid, first.kid, "the key is kept");
-        let second = s.rotate_key(1_000).unwrap();
+        let second = s.rotate_key(1_000, 5_000).unwrap();
         assert_eq!(s.signing_key(1_001).unwrap().kid, second.kid);
         let kids = |v: Vec<serde_json::Value>| -> Vec<String> {
             v.iter()
@@ -994,7 +998,14 @@ mod tests {
         );
         assert_eq!(
             kids(s.published_jwks(7_000, 5_000).unwrap()),
-            vec![second.kid]
+            std::slice::from_ref(&second.kid)
+        );
+        // The next rotation deletes keys whose tokens have all expired.
+        let third = s.rotate_key(20_000, 5_000).unwrap();
+        assert_eq!(
+            kids(s.published_jwks(20_001, i64::MAX / 2).unwrap()),
+            vec![third.kid, second.kid],
+            "the first key is gone from the database"
         );
     }
 
