@@ -295,6 +295,27 @@ impl Client {
 const LISTENING: &str = "hub listening on http://";
 
 impl TestEnv {
+    /// The daemon's `auth.status`.
+    pub fn auth_status(&self) -> Value {
+        self.client().ok("auth.status", json!({}))
+    }
+
+    /// Runs sync rounds until `auth.status` reaches `state` (within 30 s);
+    /// returns the last status.
+    pub fn sync_until_auth(&self, state: &str) -> Value {
+        let mut last = Value::Null;
+        wait_until(
+            &format!("auth state {state}"),
+            Duration::from_secs(30),
+            || {
+                let _ = self.client().call("sync.now", json!({}));
+                last = self.auth_status();
+                last["state"] == state
+            },
+        );
+        last
+    }
+
     /// Starts a hub (`--mode server --insecure-no-auth`) on 127.0.0.1: on
     /// `port`, or on a free port the kernel picks (read back from its log).
     /// Returns the daemon and its port.

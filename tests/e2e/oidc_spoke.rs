@@ -153,18 +153,11 @@ impl Spoke {
     }
 
     fn auth_status(&self) -> Value {
-        self.env.client().ok("auth.status", json!({}))
+        self.env.auth_status()
     }
 
-    /// Runs sync rounds until `auth.status` reaches `state` (bounded).
     fn sync_until_auth(&self, state: &str) -> Value {
-        let mut last = Value::Null;
-        wait_until(&format!("auth state {state}"), LIMIT, || {
-            let _ = self.env.client().call("sync.now", json!({}));
-            last = self.auth_status();
-            last["state"] == state
-        });
-        last
+        self.env.sync_until_auth(state)
     }
 }
 

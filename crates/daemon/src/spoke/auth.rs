@@ -647,6 +647,25 @@ pub(crate) mod tests {
         }
     }
 
+    /// Asks for a bearer on a task of its own, and returns once its refresh
+    /// has reached the (gated) save: the provider has rotated the token.
+    async fn refresh_until_saving(
+        auth: &Arc<SpokeAuth>,
+        entered: std::sync::mpsc::Receiver<()>,
+    ) -> tokio::task::JoinHandle<Option<AccessToken>> {
+        let task = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.bearer().await }
+        });
+        tokio::task::spawn_blocking(move || {
+            entered.recv_timeout(std::time::Duration::from_secs(20))
+        })
+        .await
+        .unwrap()
+        .expect("the refresh never reached the save");
+        task
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn the_new_access_token_is_used_only_after_the_save() {
         let Gated {
@@ -657,17 +676,8 @@ pub(crate) mod tests {
             entered,
             open,
         } = gated().await;
-        let task = tokio::spawn({
-            let auth = auth.clone();
-            async move { auth.bearer().await }
-        });
+        let task = refresh_until_saving(&auth, entered).await;
         // The refresh is saving: the daemon still holds (and would send) the old token.
-        tokio::task::spawn_blocking(move || {
-            entered.recv_timeout(std::time::Duration::from_secs(20))
-        })
-        .await
-        .unwrap()
-        .expect("the refresh never saved");
         let held = auth
             .state()
             .tokens
@@ -707,16 +717,7 @@ pub(crate) mod tests {
             entered,
             open,
         } = gated().await;
-        let caller = tokio::spawn({
-            let auth = auth.clone();
-            async move { auth.bearer().await }
-        });
-        tokio::task::spawn_blocking(move || {
-            entered.recv_timeout(std::time::Duration::from_secs(20))
-        })
-        .await
-        .unwrap()
-        .expect("the refresh never reached the save");
+        let caller = refresh_until_saving(&auth, entered).await;
         // The provider has rotated rt-1 away; the caller gives up now.
         caller.abort();
         let _ = caller.await;

@@ -529,10 +529,9 @@ fn transcript_lines(lines: &[String]) -> String {
 
 /// A throwaway password for the demo account: 16 random letters and digits.
 fn random_password() -> std::io::Result<String> {
-    use std::io::Read;
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut out = String::new();
     for (i, b) in bytes.iter().enumerate() {
         if i > 0 && i % 4 == 0 {
