@@ -10,5 +10,6 @@ mod issuer_conformance;
 mod oidc_hub;
 mod oidc_spoke;
 mod oidc_support;
+mod rpc_authz;
 mod sync;
 mod tui;

@@ -43,6 +43,104 @@ pub mod method {
     pub const EVENT: &str = "event";
 }
 
+/// The most requests one batch may hold (on the socket and at the hub's `/rpc`).
+pub const MAX_BATCH_ITEMS: usize = 100;
+
+/// The most bytes the replies to one batch may add up to; requests after
+/// the one that reaches it are not run and are answered with an error.
+pub const MAX_BATCH_REPLY_BYTES: usize = 8 * 1024 * 1024;
+
+/// A method the daemon serves, parsed from its exact name.
+///
+/// Deciding on this value (never on the raw name) keeps authorization and
+/// dispatch in step: both see the same method, and a new method cannot be
+/// added without the compiler asking which role it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    NodeCreate,
+    NodeUpdate,
+    NodeDelete,
+    NodeGet,
+    NodeList,
+    NodeTag,
+    NodeLink,
+    TagsList,
+    DaemonInfo,
+    SyncStatus,
+    SyncNow,
+    AuthStatus,
+    AuthReload,
+    EventsSubscribe,
+    HubGrant,
+    HubRevoke,
+    HubMembers,
+}
+
+impl Method {
+    /// Every method, in the order of [`method`]'s constants.
+    pub const ALL: [Method; 17] = [
+        Method::NodeCreate,
+        Method::NodeUpdate,
+        Method::NodeDelete,
+        Method::NodeGet,
+        Method::NodeList,
+        Method::NodeTag,
+        Method::NodeLink,
+        Method::TagsList,
+        Method::DaemonInfo,
+        Method::SyncStatus,
+        Method::SyncNow,
+        Method::AuthStatus,
+        Method::AuthReload,
+        Method::EventsSubscribe,
+        Method::HubGrant,
+        Method::HubRevoke,
+        Method::HubMembers,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::NodeCreate => method::NODE_CREATE,
+            Method::NodeUpdate => method::NODE_UPDATE,
+            Method::NodeDelete => method::NODE_DELETE,
+            Method::NodeGet => method::NODE_GET,
+            Method::NodeList => method::NODE_LIST,
+            Method::NodeTag => method::NODE_TAG,
+            Method::NodeLink => method::NODE_LINK,
+            Method::TagsList => method::TAGS_LIST,
+            Method::DaemonInfo => method::DAEMON_INFO,
+            Method::SyncStatus => method::SYNC_STATUS,
+            Method::SyncNow => method::SYNC_NOW,
+            Method::AuthStatus => method::AUTH_STATUS,
+            Method::AuthReload => method::AUTH_RELOAD,
+            Method::EventsSubscribe => method::EVENTS_SUBSCRIBE,
+            Method::HubGrant => method::HUB_GRANT,
+            Method::HubRevoke => method::HUB_REVOKE,
+            Method::HubMembers => method::HUB_MEMBERS,
+        }
+    }
+
+    /// The method with exactly this name: no case folding, no trimming.
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// Whether it manages a hub's members (`hub.*`).
+    pub fn is_hub_admin(self) -> bool {
+        matches!(
+            self,
+            Method::HubGrant | Method::HubRevoke | Method::HubMembers
+        )
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Error codes: the JSON-RPC 2.0 ones, then heph's own.
 pub mod code {
     pub const PARSE_ERROR: i64 = -32700;

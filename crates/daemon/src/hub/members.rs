@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use heph_core::Store;
-use heph_core::rpc::{HubMember, HubMembers, RpcError, code, method};
+use heph_core::rpc::{HubMember, HubMembers, Method, RpcError, code};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -61,16 +61,25 @@ impl Role {
     }
 
     /// The least role allowed to call `method` over `/rpc`.
-    pub fn needed_for(method: &str) -> Role {
+    pub fn needed_for(method: Method) -> Role {
+        // Exhaustive on purpose: a new method does not compile until it is
+        // given a role here.
         match method {
-            method::NODE_GET
-            | method::NODE_LIST
-            | method::TAGS_LIST
-            | method::DAEMON_INFO
-            | method::SYNC_STATUS
-            | method::AUTH_STATUS => Role::Reader,
-            m if m.starts_with("hub.") => Role::Owner,
-            _ => Role::Writer,
+            Method::NodeGet
+            | Method::NodeList
+            | Method::TagsList
+            | Method::DaemonInfo
+            | Method::SyncStatus
+            | Method::AuthStatus
+            | Method::EventsSubscribe => Role::Reader,
+            Method::NodeCreate
+            | Method::NodeUpdate
+            | Method::NodeDelete
+            | Method::NodeTag
+            | Method::NodeLink
+            | Method::SyncNow
+            | Method::AuthReload => Role::Writer,
+            Method::HubGrant | Method::HubRevoke | Method::HubMembers => Role::Owner,
         }
     }
 }
@@ -265,7 +274,7 @@ fn revoke(r: &mut LocalReplica, p: RevokeParams) -> Result<HubMembers, RpcError>
 }
 
 /// Runs `hub.grant`, `hub.revoke` or `hub.members` on a hub's replica.
-pub async fn rpc(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value, RpcError> {
+pub async fn rpc(ctx: &Context, db: &Db, method: Method, raw: Value) -> Result<Value, RpcError> {
     if ctx.info.mode != "server" {
         return Err(RpcError::new(
             code::NOT_CONFIGURED,
@@ -281,7 +290,7 @@ pub async fn rpc(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Val
     };
     let bad = |e: serde_json::Error| invalid(format!("invalid params for {method}: {e}"));
     let result = match method {
-        method::HUB_MEMBERS => {
+        Method::HubMembers => {
             let _: serde_json::Map<String, Value> = serde_json::from_value(raw).map_err(bad)?;
             db.call(|r| {
                 load(r)
@@ -290,11 +299,11 @@ pub async fn rpc(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Val
             })
             .await
         }
-        method::HUB_GRANT => {
+        Method::HubGrant => {
             let p: GrantParams = serde_json::from_value(raw).map_err(bad)?;
             db.call(move |r| grant(r, p)).await
         }
-        method::HUB_REVOKE => {
+        Method::HubRevoke => {
             let p: RevokeParams = serde_json::from_value(raw).map_err(bad)?;
             db.call(move |r| revoke(r, p)).await
         }
@@ -311,8 +320,8 @@ pub async fn rpc(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Val
             "the daemon is shutting down; try again once it has restarted",
         )
     })??;
-    if method != method::HUB_MEMBERS {
-        tracing::info!(method, change = %members.message, "hub members changed");
+    if method != Method::HubMembers {
+        tracing::info!(method = method.as_str(), change = %members.message, "hub members changed");
     }
     serde_json::to_value(members).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
 }
@@ -324,12 +333,11 @@ mod tests {
     #[test]
     fn roles_order_and_method_needs() {
         assert!(Role::Owner > Role::Writer && Role::Writer > Role::Reader);
-        assert_eq!(Role::needed_for("node.list"), Role::Reader);
-        assert_eq!(Role::needed_for("node.create"), Role::Writer);
-        assert_eq!(Role::needed_for("sync.now"), Role::Writer);
-        assert_eq!(Role::needed_for("hub.members"), Role::Owner);
-        assert_eq!(Role::needed_for("hub.grant"), Role::Owner);
-        assert_eq!(Role::needed_for("future.method"), Role::Writer);
+        assert_eq!(Role::needed_for(Method::NodeList), Role::Reader);
+        assert_eq!(Role::needed_for(Method::NodeCreate), Role::Writer);
+        assert_eq!(Role::needed_for(Method::SyncNow), Role::Writer);
+        assert_eq!(Role::needed_for(Method::HubMembers), Role::Owner);
+        assert_eq!(Role::needed_for(Method::HubGrant), Role::Owner);
     }
 
     fn hub_ctx(dir: &std::path::Path) -> (Context, Db) {
@@ -354,7 +362,7 @@ mod tests {
         method: &str,
         params: Value,
     ) -> Result<HubMembers, String> {
-        rpc(ctx, db, method, params)
+        rpc(ctx, db, Method::parse(method).unwrap(), params)
             .await
             .map(|v| serde_json::from_value(v).unwrap())
             .map_err(|e| e.message)

@@ -23,14 +23,15 @@ use heph_core::wire::{
     MAX_RPC_BYTES, ProtectedResource, PullResponse, PushRequest, PushResponse, error_code, route,
 };
 use heph_core::{Outcome, Refusal, ReplicaError, Store, StoreError};
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::api_error::ApiError;
 use super::auth::{self, Caller, Policy};
 use super::members::Role;
 use crate::db::Db;
+use crate::rpc::envelope;
 use crate::rpc::methods::Context;
+use crate::rpc::server::Audience;
 
 /// How long a client may take to send a request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -407,48 +408,36 @@ async fn rpc(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, MAX_RPC_BYTES).await?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::json(&e, "JSON"))?;
-    // Every method of the request (or batch) must be allowed before any runs.
-    let items: Vec<&Value> = match &value {
-        Value::Array(items) => items.iter().collect(),
-        single => vec![single],
+    let message = match envelope::parse(&bytes) {
+        Ok(message) => message,
+        Err(envelope::Refusal::Parse(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                error_code::MALFORMED_JSON,
+                format!("the request body is not valid JSON: {e}"),
+            ));
+        }
+        Err(refusal) => return Ok(axum::Json(refusal.response()).into_response()),
     };
-    for item in items {
-        if let Some(method) = item.get("method").and_then(Value::as_str) {
-            let needed = Role::needed_for(method);
-            if !caller.allows(needed) {
-                return Err(caller.forbidden(needed, &format!("the RPC method {method}")));
-            }
+    // Every method of the request (or batch) must be allowed before any
+    // runs, decided on the parsed method, never on raw JSON.
+    for call in message.calls() {
+        let needed = Role::needed_for(call.method);
+        if !caller.allows(needed) {
+            return Err(caller.forbidden(needed, &format!("the RPC method {}", call.method)));
         }
     }
-    let reply = match value {
-        Value::Array(items) if items.is_empty() => Some(
-            serde_json::to_value(heph_core::rpc::Response::err(
-                Value::Null,
-                heph_core::rpc::RpcError::new(
-                    heph_core::rpc::code::INVALID_REQUEST,
-                    "an empty batch is not a request",
-                ),
-            ))
-            .unwrap_or(Value::Null),
-        ),
-        Value::Array(items) => {
-            let mut replies = Vec::new();
-            for item in items {
-                if let Some(r) = crate::rpc::server::handle_request(&state.ctx, item, None).await {
-                    replies.push(r);
-                }
-            }
-            (!replies.is_empty()).then(|| serde_json::to_value(replies).unwrap_or(Value::Null))
-        }
-        single => crate::rpc::server::handle_request(&state.ctx, single, None)
-            .await
-            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null)),
+    let audience = if caller.allows(Role::Owner) {
+        Audience::Owner
+    } else {
+        Audience::Member
     };
-    Ok(match reply {
-        Some(v) => axum::Json(v).into_response(),
-        None => StatusCode::NO_CONTENT.into_response(),
-    })
+    Ok(
+        match crate::rpc::server::answer(&state.ctx, message, None, audience).await {
+            Some(reply) => ([(header::CONTENT_TYPE, "application/json")], reply).into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The RPC methods of DESIGN §6: what each does to the replica.
 //!
-//! [`dispatch`] takes a method name and its raw params and returns the
+//! [`dispatch`] takes a parsed [`Method`] and its params and returns the
 //! result or an [`RpcError`] with a clear message. It knows nothing about
 //! sockets or HTTP, so the unix-socket server and the hub's `/rpc` route
 //! share it. Every write is one atomic batch on the replica thread; its
@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 
 use heph_core::rpc::{
-    AuthStatus, CreateParams, DaemonInfo, IdParams, LinkParams, ListParams, ListResult, RpcError,
-    SyncStatus, TagCount, TagParams, TagsResult, UpdateParams, code, method,
+    AuthStatus, CreateParams, DaemonInfo, IdParams, LinkParams, ListParams, ListResult, Method,
+    RpcError, SyncStatus, TagCount, TagParams, TagsResult, UpdateParams, code,
 };
 use heph_core::store::schema::supported_version;
 use heph_core::{
@@ -83,7 +83,7 @@ pub struct StaticInfo {
     pub started_ms: u64,
 }
 
-fn params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcError> {
+fn params<T: DeserializeOwned>(method: Method, params: Value) -> Result<T, RpcError> {
     let params = if params.is_null() { json!({}) } else { params };
     serde_json::from_value(params).map_err(|e| {
         RpcError::new(
@@ -276,16 +276,16 @@ fn link(r: &mut LocalReplica, p: LinkParams) -> Result<(Node, u64), RpcError> {
 }
 
 /// Runs one method. `Ok` holds the JSON result.
-pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, RpcError> {
+pub async fn dispatch(ctx: &Context, method: Method, raw: Value) -> Result<Value, RpcError> {
     if let Some(remote) = &ctx.remote {
         return match method {
-            method::DAEMON_INFO => client_info(ctx),
-            method::AUTH_STATUS | method::AUTH_RELOAD => auth_rpc(remote.auth(), method).await,
-            method::SYNC_STATUS | method::SYNC_NOW => {
-                serde_json::to_value(remote.client_status(method == method::SYNC_NOW).await)
+            Method::DaemonInfo => client_info(ctx),
+            Method::AuthStatus | Method::AuthReload => auth_rpc(remote.auth(), method).await,
+            Method::SyncStatus | Method::SyncNow => {
+                serde_json::to_value(remote.client_status(method == Method::SyncNow).await)
                     .map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
             }
-            _ => remote.rpc(method, raw).await,
+            _ => remote.rpc(method.as_str(), raw).await,
         };
     }
     let Some(db) = &ctx.db else {
@@ -294,31 +294,31 @@ pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, 
             "this daemon has neither a replica nor a hub to answer from",
         ));
     };
-    if method.starts_with("hub.") {
+    if method.is_hub_admin() {
         return crate::hub::members::rpc(ctx, db, method, raw).await;
     }
     type WriteFn = Box<dyn FnOnce(&mut LocalReplica) -> Result<(Node, u64), RpcError> + Send>;
     let write_fn: WriteFn = match method {
-        method::NODE_CREATE => {
+        Method::NodeCreate => {
             let p: CreateParams = params(method, raw)?;
             Box::new(move |r| create(r, p))
         }
-        method::NODE_UPDATE => {
+        Method::NodeUpdate => {
             let p: UpdateParams = params(method, raw)?;
             Box::new(move |r| update(r, p))
         }
-        method::NODE_DELETE => {
+        Method::NodeDelete => {
             let p: IdParams = params(method, raw)?;
             Box::new(move |r| {
                 let id = resolve(r, &p.id)?;
                 write(r, id, &[Edit::new(id, "deleted", true)])
             })
         }
-        method::NODE_TAG => {
+        Method::NodeTag => {
             let p: TagParams = params(method, raw)?;
             Box::new(move |r| tag(r, p))
         }
-        method::NODE_LINK => {
+        Method::NodeLink => {
             let p: LinkParams = params(method, raw)?;
             Box::new(move |r| link(r, p))
         }
@@ -333,16 +333,16 @@ pub async fn dispatch(ctx: &Context, method: &str, raw: Value) -> Result<Value, 
 /// `auth.status` and `auth.reload`: the spoke's sign-in, if it has a hub.
 async fn auth_rpc(
     auth: Option<Arc<crate::spoke::auth::SpokeAuth>>,
-    method: &str,
+    method: Method,
 ) -> Result<Value, RpcError> {
     let status = match auth {
         Some(auth) => {
-            if method == method::AUTH_RELOAD {
+            if method == Method::AuthReload {
                 auth.reload().await;
             }
             auth.status()
         }
-        None if method == method::AUTH_RELOAD => {
+        None if method == Method::AuthReload => {
             return Err(RpcError::new(
                 code::NOT_CONFIGURED,
                 "no hub is configured, so there is no sign-in to reload",
@@ -375,12 +375,12 @@ fn client_info(ctx: &Context) -> Result<Value, RpcError> {
     serde_json::to_value(info).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
 }
 
-async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value, RpcError> {
+async fn read(ctx: &Context, db: &Db, method: Method, raw: Value) -> Result<Value, RpcError> {
     let to_value = |v: Result<Value, serde_json::Error>| {
         v.map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
     };
     match method {
-        method::NODE_GET => {
+        Method::NodeGet => {
             let p: IdParams = params(method, raw)?;
             let node = db
                 .call(move |r| {
@@ -391,7 +391,7 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
                 .map_err(|_| closed())??;
             to_value(serde_json::to_value(node))
         }
-        method::NODE_LIST => {
+        Method::NodeList => {
             let q: ListParams = params(method, raw)?;
             let nodes = db
                 .call(move |r| r.store().query(&q).map_err(store_error))
@@ -399,7 +399,7 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
                 .map_err(|_| closed())??;
             to_value(serde_json::to_value(ListResult { nodes }))
         }
-        method::TAGS_LIST => {
+        Method::TagsList => {
             let _: Value = params::<Value>(method, raw)?;
             let tags = db
                 .call(|r| r.store().tag_counts().map_err(store_error))
@@ -411,7 +411,7 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
                 .collect();
             to_value(serde_json::to_value(TagsResult { tags }))
         }
-        method::DAEMON_INFO => {
+        Method::DaemonInfo => {
             let info = ctx.info.clone();
             let result = db
                 .call(move |r| -> Result<DaemonInfo, RpcError> {
@@ -432,7 +432,7 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
                 .map_err(|_| closed())??;
             to_value(serde_json::to_value(result))
         }
-        method::SYNC_STATUS => {
+        Method::SyncStatus => {
             let _: Value = params::<Value>(method, raw)?;
             match &ctx.sync {
                 Some(sync) => to_value(serde_json::to_value(sync.status().await)),
@@ -451,7 +451,7 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
                 })),
             }
         }
-        method::SYNC_NOW => {
+        Method::SyncNow => {
             let _: Value = params::<Value>(method, raw)?;
             match &ctx.sync {
                 Some(sync) => to_value(serde_json::to_value(sync.sync_now().await?)),
@@ -468,17 +468,28 @@ async fn read(ctx: &Context, db: &Db, method: &str, raw: Value) -> Result<Value,
                 }))),
             }
         }
-        method::AUTH_STATUS | method::AUTH_RELOAD => {
+        Method::AuthStatus | Method::AuthReload => {
             let _: Value = params::<Value>(method, raw)?;
             let status = auth_rpc(ctx.sync.as_ref().and_then(|s| s.auth().cloned()), method).await;
-            if let (Some(sync), method::AUTH_RELOAD) = (&ctx.sync, method) {
+            if let (Some(sync), Method::AuthReload) = (&ctx.sync, method) {
                 sync.wake();
             }
             status
         }
-        _ => Err(RpcError::new(
-            code::METHOD_NOT_FOUND,
-            format!("unknown method {method:?}"),
+        Method::EventsSubscribe => Err(RpcError::new(
+            code::INVALID_REQUEST,
+            "events.subscribe needs its own unix-socket connection",
+        )),
+        Method::NodeCreate
+        | Method::NodeUpdate
+        | Method::NodeDelete
+        | Method::NodeTag
+        | Method::NodeLink
+        | Method::HubGrant
+        | Method::HubRevoke
+        | Method::HubMembers => Err(RpcError::new(
+            code::INTERNAL,
+            format!("{method} is not a read"),
         )),
     }
 }

@@ -1,7 +1,9 @@
 //! The unix-socket JSON-RPC server: one JSON message per line.
 //!
-//! Owns connections, framing and the JSON-RPC envelope; the methods
-//! themselves live in [`methods`](super::methods). A bad message gets a
+//! Owns connections and framing, and runs parsed messages ([`answer`], which
+//! the hub's `/rpc` shares): the parsing lives in
+//! [`envelope`](super::envelope), the methods in [`methods`](super::methods).
+//! A batch's replies are capped at [`MAX_BATCH_REPLY_BYTES`]. A bad message gets a
 //! JSON-RPC error and the connection carries on; a line over
 //! [`MAX_LINE_BYTES`] gets an error and the connection is closed. Each
 //! connection has its own reader and writer, so one slow or broken client
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heph_core::rpc::{
-    Event, MAX_LINE_BYTES, Notification, Request, Response, RpcError, code, method,
+    Event, MAX_BATCH_REPLY_BYTES, MAX_LINE_BYTES, Method, Notification, Response, RpcError, code,
+    method,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -21,6 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::envelope::{self, Item, Message};
 use super::methods::{Context, dispatch};
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -167,73 +171,117 @@ async fn handle_message(
     out: &mpsc::Sender<String>,
     subscription: &mut Option<tokio::task::JoinHandle<()>>,
 ) -> Option<String> {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            let err = RpcError::new(
-                code::PARSE_ERROR,
-                format!("the request is not valid JSON: {e}"),
-            );
-            return Some(encode(&Response::err(Value::Null, err)));
-        }
-    };
-    match value {
-        Value::Array(items) if items.is_empty() => Some(encode(&Response::err(
-            Value::Null,
-            RpcError::new(code::INVALID_REQUEST, "an empty batch is not a request"),
-        ))),
-        Value::Array(items) => {
-            let mut replies = Vec::new();
-            for item in items {
-                if let Some(r) = handle_request(ctx, item, None).await {
-                    replies.push(r);
-                }
-            }
-            (!replies.is_empty()).then(|| encode(&replies))
-        }
-        single => handle_request(ctx, single, Some((out, subscription)))
-            .await
-            .map(|r| encode(&r)),
+    match envelope::parse(line) {
+        // The socket's peer is the machine's user: it sees everything.
+        Ok(message) => answer(ctx, message, Some((out, subscription)), Audience::Owner).await,
+        Err(refusal) => Some(encode(&refusal.response())),
     }
 }
 
-type SubscribeSlot<'a> = (
+pub(crate) type SubscribeSlot<'a> = (
     &'a mpsc::Sender<String>,
     &'a mut Option<tokio::task::JoinHandle<()>>,
 );
 
-/// Handles one JSON-RPC request value. `subscribe` is `None` where a
-/// subscription cannot live (inside a batch, or over the hub's HTTP `/rpc`).
-pub(crate) async fn handle_request(
+/// How much of the daemon a caller may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// The machine's user (the socket) or a hub owner: everything.
+    Owner,
+    /// A hub's reader or writer: `daemon.info` without the hub's paths and pid.
+    Member,
+}
+
+/// Runs a parsed message and encodes its reply; `None` when nothing is
+/// answered (notifications only). `subscribe` is `None` where a
+/// subscription cannot live (over the hub's HTTP `/rpc`); inside a batch it
+/// is never offered. A batch runs in order and stops once its replies reach
+/// [`MAX_BATCH_REPLY_BYTES`]: the rest are answered with an error, not run.
+pub(crate) async fn answer(
     ctx: &Arc<Context>,
-    value: Value,
+    message: Message,
     subscribe: Option<SubscribeSlot<'_>>,
-) -> Option<Response> {
-    let id_of = |v: &Value| v.get("id").cloned().unwrap_or(Value::Null);
-    let id = id_of(&value);
-    let req: Request = match serde_json::from_value(value) {
-        Ok(r) => r,
-        Err(e) => {
-            let err = RpcError::new(
-                code::INVALID_REQUEST,
-                format!("not a JSON-RPC 2.0 request: {e}"),
-            );
-            return Some(Response::err(id, err));
+    audience: Audience,
+) -> Option<String> {
+    let items = match message {
+        Message::Single(item) => {
+            return run_item(ctx, item, subscribe, audience)
+                .await
+                .map(|r| encode(&r));
         }
+        Message::Batch(items) => items,
     };
-    if req.jsonrpc != "2.0" {
-        let err = RpcError::new(
-            code::INVALID_REQUEST,
-            "not a JSON-RPC 2.0 request: \"jsonrpc\" must be \"2.0\"",
-        );
-        return Some(Response::err(id, err));
+    let mut replies: Vec<String> = Vec::new();
+    let mut bytes = 0usize;
+    let mut full = false;
+    for item in items {
+        let reply = if full {
+            not_run(&item)
+        } else {
+            match run_item(ctx, item, None, audience).await {
+                None => None,
+                Some(r) => {
+                    let line = encode(&r);
+                    if bytes + line.len() > MAX_BATCH_REPLY_BYTES {
+                        full = true;
+                        let err = RpcError::new(
+                            code::INVALID_REQUEST,
+                            format!(
+                                "this request ran, but its reply ({} bytes) would take the batch's replies past the limit of {} MiB; send it on its own",
+                                line.len(),
+                                MAX_BATCH_REPLY_BYTES / (1024 * 1024)
+                            ),
+                        );
+                        Some(encode(&Response::err(r.id, err)))
+                    } else {
+                        Some(line)
+                    }
+                }
+            }
+        };
+        if let Some(line) = reply {
+            bytes += line.len() + 1;
+            replies.push(line);
+        }
     }
-    let Some(id) = req.id else {
+    (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")))
+}
+
+/// The answer to a batch item left unrun because the batch's replies were full.
+fn not_run(item: &Item) -> Option<String> {
+    let id = match item {
+        Item::Call(call) => call.id.clone()?,
+        Item::Refused(reply) => return reply.as_ref().map(encode),
+    };
+    let err = RpcError::new(
+        code::INVALID_REQUEST,
+        format!(
+            "not run: the batch's replies reached the limit of {} MiB; send this request again in another batch",
+            MAX_BATCH_REPLY_BYTES / (1024 * 1024)
+        ),
+    );
+    Some(encode(&Response::err(id, err)))
+}
+
+/// Runs one parsed item.
+async fn run_item(
+    ctx: &Arc<Context>,
+    item: Item,
+    subscribe: Option<SubscribeSlot<'_>>,
+    audience: Audience,
+) -> Option<Response> {
+    let call = match item {
+        Item::Call(call) => call,
+        Item::Refused(reply) => return reply,
+    };
+    let Some(id) = call.id else {
         // A notification: run it, answer nothing.
-        let _ = dispatch(ctx, &req.method, req.params).await;
+        if call.method != Method::EventsSubscribe {
+            let _ = dispatch(ctx, call.method, call.params).await;
+        }
         return None;
     };
-    if req.method == method::EVENTS_SUBSCRIBE {
+    if call.method == Method::EventsSubscribe {
         let Some((out, slot)) = subscribe else {
             let err = RpcError::new(
                 code::INVALID_REQUEST,
@@ -249,7 +297,7 @@ pub(crate) async fn handle_request(
             return Some(Response::err(id, err));
         }
         let rx = ctx.events.subscribe();
-        let last_seq = match dispatch(ctx, method::DAEMON_INFO, Value::Null).await {
+        let last_seq = match dispatch(ctx, Method::DaemonInfo, Value::Null).await {
             Ok(info) => info.get("last_seq").and_then(Value::as_u64).unwrap_or(0),
             Err(e) => return Some(Response::err(id, e)),
         };
@@ -259,8 +307,17 @@ pub(crate) async fn handle_request(
             json!({"subscribed": true, "last_seq": last_seq}),
         ));
     }
-    Some(match dispatch(ctx, &req.method, req.params).await {
-        Ok(result) => Response::ok(id, result),
+    Some(match dispatch(ctx, call.method, call.params).await {
+        Ok(mut result) => {
+            if call.method == Method::DaemonInfo && audience == Audience::Member {
+                if let Value::Object(info) = &mut result {
+                    for private in ["pid", "db", "socket"] {
+                        info.remove(private);
+                    }
+                }
+            }
+            Response::ok(id, result)
+        }
         Err(err) => Response::err(id, err),
     })
 }
