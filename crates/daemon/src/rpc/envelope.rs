@@ -502,3 +502,46 @@ mod tests {
         }
     }
 }
+
+/// The rule this module exists for, checked on the source tree: outside
+/// this file, nothing in the daemon reads a request's method from raw JSON.
+#[cfg(test)]
+mod tidy {
+    use std::path::Path;
+
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_envelope_reads_raw_method_members() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        assert!(files.len() > 20, "found only {files:?}");
+        let needles = [
+            concat!("get(\"", "method\")"),
+            concat!("[\"", "method\"]"),
+        ];
+        for file in files {
+            if file.ends_with("rpc/envelope.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for needle in needles {
+                assert!(
+                    !text.contains(needle),
+                    "{} reads {needle} from raw JSON; parse with rpc::envelope and decide on the Method",
+                    file.display()
+                );
+            }
+        }
+    }
+}
