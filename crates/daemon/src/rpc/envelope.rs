@@ -316,7 +316,7 @@ fn request(
                 RpcError::new(
                     code::METHOD_NOT_FOUND,
                     format!(
-                        "there is no method {:?}; method names are exact and lowercase, e.g. node.list",
+                        "unknown method {:?}",
                         name.chars().take(64).collect::<String>()
                     ),
                 ),
