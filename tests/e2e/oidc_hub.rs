@@ -239,18 +239,20 @@ fn provider_stopped_gives_503_for_an_unknown_kid_while_cached_keys_keep_working(
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=30).contains(&retry), "Retry-After {retry}");
     assert_eq!(r.json()["error"], "auth_unavailable");
-    assert!(
-        message(&r).contains("identity provider is unreachable"),
-        "{}",
-        message(&r)
+    assert_eq!(
+        message(&r),
+        "the hub cannot reach its identity provider to check the token; try again shortly",
+        "the cause is logged, not shown to an unauthenticated caller"
     );
+    assert!(!r.text().contains("127.0.0.1"), "{}", r.text());
     assert_eq!(pull(&url, &old).status, 200, "cached keys keep working");
 
-    // The provider comes back: the new key is fetched once the back-off allows.
+    // The provider comes back: the new key is fetched once the unknown-kid
+    // cooldown (30 s, counted from the failed refetch) allows.
     idp.restart();
     wait_until(
         "the hub to accept the new key",
-        Duration::from_secs(30),
+        Duration::from_secs(45),
         || pull(&url, &new).status == 200,
     );
     assert!(
@@ -412,4 +414,151 @@ fn heph_hub_on_a_machine_that_is_not_the_hub_says_where_to_run_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "a bad role is a usage error");
+}
+
+/// A `(status, WWW-Authenticate, message)` of a pull with `token`.
+fn refusal(hub: &str, token: &str) -> (u16, String, String) {
+    let r = pull(hub, token);
+    let challenge = r.header("www-authenticate").unwrap_or_default().to_owned();
+    (r.status, challenge, message(&r))
+}
+
+#[test]
+fn a_real_id_token_is_refused_as_an_access_token() {
+    // Before: the npm provider's ID token (header {alg, kid}, claims aud exp
+    // iat iss sub) got 200 from a hub whose audience is the client id, as
+    // docs/operations.md told authentik, Kanidm and Dex users to set it.
+    for audience in ["heph", AUD] {
+        let idp = OidcProvider::start(audience, OidcOptions::default());
+        let env = TestEnv::new();
+        let (hub, url) = env.start_server(&[
+            "--mode",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--oidc-issuer",
+            idp.issuer(),
+            "--oidc-audience",
+            audience,
+            "--owner-sub",
+            "alice",
+        ]);
+        let url = format!("http://127.0.0.1:{url}");
+        let tokens = idp.login("alice");
+        let id_token = tokens.raw["id_token"]
+            .as_str()
+            .expect("an ID token")
+            .to_owned();
+        let (header, claims) = crate::oidc_support::jwt_parts(&id_token);
+        assert!(header.get("typ").is_none(), "{header}");
+        assert_eq!(claims["aud"], "heph", "{claims}");
+        let (status, challenge, msg) = refusal(&url, &id_token);
+        assert_eq!(status, 401, "audience {audience}: {msg}");
+        assert!(
+            msg.starts_with("an ID token is not an access token (its only audience is the client id heph and it carries no scope)"),
+            "{msg}"
+        );
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(
+            challenge.contains("an ID token is not an access token"),
+            "{challenge}"
+        );
+        // The access token of the same response still passes.
+        assert_eq!(
+            pull(&url, &tokens.access_token).status,
+            200,
+            "audience {audience}"
+        );
+        // Two Authorization headers: 400, not whichever comes first.
+        let bearer = format!("Bearer {}", tokens.access_token);
+        let r = http(
+            "GET",
+            &format!("{url}/sync/pull?after=0"),
+            &[("authorization", &bearer), ("authorization", "Bearer x")],
+            None,
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error"], "invalid_request");
+        drop(hub);
+    }
+}
+
+#[test]
+fn a_discovery_document_naming_another_issuer_is_refused_and_logged() {
+    // --oidc-issuer says localhost, the provider calls itself 127.0.0.1.
+    let idp = OidcProvider::start(AUD, OidcOptions::default());
+    let token = idp.login("alice").access_token;
+    let configured = idp.issuer().replace("127.0.0.1", "localhost");
+    let env = TestEnv::new();
+    let (hub, url) = start_hub(&env, &configured, &["--owner-sub", "alice"]);
+    let r = pull(&url, &token);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.json()["error"], "auth_unavailable");
+    assert!(!r.text().contains("localhost"), "{}", r.text());
+    wait_until("the hub to log why", Duration::from_secs(10), || {
+        hub.log_text().contains("names the issuer")
+    });
+    let log = hub.log_text();
+    assert!(
+        log.contains(&format!("not the configured {configured}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn six_requests_while_the_provider_hangs_make_one_connection_to_it() {
+    use std::io::Read as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A provider that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            held.push(stream);
+        }
+    });
+    let env = TestEnv::new();
+    let (_hub, url) = start_hub(&env, &issuer, &["--owner-sub", "alice"]);
+    // Unsigned garbage with made-up kids is enough to ask for keys.
+    let b64 = |v: Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
+    };
+    let tokens: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                "{}.{}.c2ln",
+                b64(json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("made-up-{i}")})),
+                b64(json!({"sub": "alice"}))
+            )
+        })
+        .collect();
+    let answers: Vec<(u16, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let r = pull(&url, t);
+                    (r.status, r.header("retry-after").is_some())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| *a == (503, true)), "{answers:?}");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one discovery request for six requests (before: six, one after another)"
+    );
 }

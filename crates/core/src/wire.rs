@@ -71,6 +71,8 @@ pub mod error_code {
     pub const FORBIDDEN: &str = "forbidden";
     /// 503: the identity provider or its JWKS cannot be reached to verify tokens.
     pub const AUTH_UNAVAILABLE: &str = "auth_unavailable";
+    /// 400: the request's credentials are ambiguous (more than one `Authorization` header).
+    pub const INVALID_REQUEST: &str = "invalid_request";
 }
 
 /// `POST /sync/push` request body.

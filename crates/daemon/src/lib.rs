@@ -499,7 +499,7 @@ fn builtin_issuer(
             source
                 .jwks()
                 .await
-                .map_err(|e| hub::jwks::FetchError(e.description))
+                .map_err(|e| hub::jwks::FetchError::Local(e.description))
         })
     });
     // The keys are read from our own database: an unknown kid (a key

@@ -6,9 +6,13 @@
 //! they need with [`Caller::allows`]. With OpenID configured the policy
 //! verifies the bearer token ([`bearer`](super::bearer)) and looks the
 //! subject up in the members table ([`members`](super::members)); every
-//! outcome maps to 401, 403 or 503 here — never 500. Public routes
-//! (`/healthz`, the protected-resource metadata) do not pass through it. It
-//! never logs a token: refusals log the reason only.
+//! outcome maps to 400 (more than one `Authorization` header), 401, 403 or
+//! 503 here — never 500. A 503 tells the caller only that the provider
+//! cannot be reached; the cause (URLs, transport errors) goes to the log at
+//! warn, never to an unauthenticated caller. Public routes (`/healthz`,
+//! the protected-resource metadata) do not pass through it. It never logs a
+//! token: refusals log the reason only, and a subject is logged or shown
+//! only once [`bearer`](super::bearer) found it free of control characters.
 
 use std::sync::Arc;
 
@@ -106,9 +110,7 @@ impl Policy {
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     error_code::AUTH_UNAVAILABLE,
-                    format!(
-                        "the hub cannot verify tokens right now because the identity provider is unreachable ({reason}); retry shortly"
-                    ),
+                    UNAVAILABLE_MESSAGE,
                 );
                 e.retry_after = Some(retry_after.as_secs().max(1));
                 return Err(e);
@@ -155,6 +157,33 @@ impl Policy {
     }
 }
 
+/// The 503 sentence for a token that cannot be checked: no URL, no
+/// transport error (those are logged), nothing the provider sent.
+pub const UNAVAILABLE_MESSAGE: &str =
+    "the hub cannot reach its identity provider to check the token; try again shortly";
+
+/// The 400 for a request with more than one `Authorization` header (RFC
+/// 6750 §3.1 `invalid_request`): which one counts would be a guess.
+pub fn duplicate_authorization(public_url: &str) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::BAD_REQUEST,
+        error_code::INVALID_REQUEST,
+        "the request has more than one Authorization header; send exactly one",
+    );
+    e.www_authenticate = Some(format!(
+        "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\", resource_metadata=\"{}\"",
+        metadata_url(public_url)
+    ));
+    e
+}
+
+fn metadata_url(public_url: &str) -> String {
+    format!(
+        "{}/.well-known/oauth-protected-resource",
+        public_url.trim_end_matches('/')
+    )
+}
+
 /// The 401 with `WWW-Authenticate` (RFC 6750 §3, RFC 9728 §5.1).
 pub fn unauthorized(rejection: &Rejection, public_url: &str) -> ApiError {
     let description: String = rejection
@@ -168,10 +197,7 @@ pub fn unauthorized(rejection: &Rejection, public_url: &str) -> ApiError {
             }
         })
         .collect();
-    let metadata = format!(
-        "{}/.well-known/oauth-protected-resource",
-        public_url.trim_end_matches('/')
-    );
+    let metadata = metadata_url(public_url);
     let mut e = ApiError::new(
         StatusCode::UNAUTHORIZED,
         error_code::INVALID_TOKEN,
@@ -185,6 +211,17 @@ pub fn unauthorized(rejection: &Rejection, public_url: &str) -> ApiError {
 
 /// Middleware for protected routes: identifies the caller or refuses.
 pub async fn require(State(state): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
+    // Two headers would make the token a guess (first wins? last?): refused.
+    if req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        tracing::info!(path = %req.uri().path(), "refused a request with more than one Authorization header");
+        return duplicate_authorization(&state.public_url).into_response();
+    }
     // Only what the check needs is copied out: the request itself is not
     // `Sync`, so it cannot be borrowed across the verification's awaits.
     let authorization = req.headers().get(header::AUTHORIZATION).cloned();

@@ -7,9 +7,18 @@
 //! `jku`, `x5u` and an embedded `jwk` header are never used to find a key.
 //! `exp`, `iss` (exact up to one trailing slash), `aud` (must contain the
 //! audience) and `sub` are required, `nbf` is honoured, with 60 s leeway.
-//! Oversized and malformed tokens fail before any key lookup. This module
-//! never logs or returns a token's text, and it does not know about members
-//! (see [`members`](super::members)) or HTTP responses (see [`auth`](super::auth)).
+//! Oversized and malformed tokens fail before any key lookup.
+//!
+//! Only access tokens count ([`token_kind`], decided in
+//! `docs/decisions.md`, 2026-12-02): a `typ` header of `at+jwt` (RFC 9068)
+//! is an access token; any other specific type (`logout+jwt`,
+//! `id_token+jwt`, …) is refused before any key lookup; a token without
+//! `typ` or with the generic `JWT` must show an access token's shape and
+//! none of an ID token's. A `sub` that is empty, over 255 bytes or holds
+//! control characters is refused, so no log line or message built from it
+//! can carry them. This module never logs or returns a token's text, and
+//! it does not know about members (see [`members`](super::members)) or
+//! HTTP responses (see [`auth`](super::auth)).
 
 use std::time::Duration;
 
@@ -17,8 +26,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::jwks::{JwksPolicy, KeySource, Lookup};
 
@@ -87,6 +95,18 @@ pub enum Rejection {
     MissingClaim(String),
     #[error("the token's {0} claim is invalid")]
     BadClaim(String),
+    #[error(
+        "the token's sub is empty, longer than 255 bytes or holds control characters; the hub takes it for a name"
+    )]
+    BadSubject,
+    #[error(
+        "the token is of type {0}, not an access token (at+jwt); send the access token of the token response"
+    )]
+    NotAccessToken(String),
+    #[error(
+        "an ID token is not an access token ({0}); send the access token of the token response, and give the hub an audience of its own (see docs/operations.md)"
+    )]
+    IdToken(String),
 }
 
 /// The outcome of checking a request's token.
@@ -103,10 +123,109 @@ pub enum Verdict {
     },
 }
 
-#[derive(Deserialize)]
-struct Claims {
-    #[serde(default)]
-    sub: Option<Value>,
+/// What a token's `typ` header declares (RFC 7515 §4.1.9, RFC 9068 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    /// `at+jwt` or `application/at+jwt` (any case): an access token.
+    AccessToken,
+    /// No `typ`, or the generic `JWT`: the claims decide ([`token_kind`]).
+    Untyped,
+}
+
+/// Claims only an ID token carries (OpenID Connect Core §2, §3.3.2.11; FAPI).
+const ID_TOKEN_CLAIMS: [&str; 4] = ["nonce", "at_hash", "c_hash", "s_hash"];
+
+/// Whether verified `claims` of a token that `declared` itself so are an
+/// access token for this hub, whose client id is `client_id`.
+///
+/// A typed access token (`at+jwt`) is one. An untyped token is refused
+/// when it carries an ID-token claim (`nonce`, `at_hash`, `c_hash`,
+/// `s_hash`) or a `typ` claim other than `Bearer` (Keycloak marks its ID
+/// tokens `ID`); it is accepted when it carries a `scope` or `scp`; without
+/// one it is refused when its `aud` is only the client id, and when its
+/// `aud` names the client id at all unless it carries `client_id` or
+/// Keycloak's `typ: Bearer`. What is left names an audience other than the
+/// client id and no ID-token claim: an access token for an API audience.
+pub fn token_kind(
+    declared: Declared,
+    claims: &Map<String, Value>,
+    client_id: &str,
+) -> Result<(), Rejection> {
+    if declared == Declared::AccessToken {
+        return Ok(());
+    }
+    if let Some(name) = ID_TOKEN_CLAIMS.iter().find(|c| claims.contains_key(**c)) {
+        return Err(Rejection::IdToken(format!(
+            "it carries {name}, which only ID tokens do"
+        )));
+    }
+    let bearer = match claims.get("typ") {
+        None => false,
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => true,
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("id") => {
+            return Err(Rejection::IdToken("its typ claim is ID".into()));
+        }
+        Some(Value::String(t)) => {
+            return Err(Rejection::NotAccessToken(format!(
+                "{} (its typ claim)",
+                printable(t)
+            )));
+        }
+        Some(_) => return Err(Rejection::BadClaim("typ".into())),
+    };
+    let scoped = claims.get("scope").is_some_and(Value::is_string)
+        || claims
+            .get("scp")
+            .is_some_and(|v| v.is_string() || v.is_array());
+    if scoped {
+        return Ok(());
+    }
+    let auds: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let names_client = !client_id.is_empty() && auds.contains(&client_id);
+    if names_client && auds.iter().all(|a| *a == client_id) {
+        return Err(Rejection::IdToken(format!(
+            "its only audience is the client id {} and it carries no scope",
+            printable(client_id)
+        )));
+    }
+    let marked = bearer || claims.get("client_id").is_some_and(Value::is_string);
+    if names_client && !marked {
+        return Err(Rejection::IdToken(format!(
+            "its audience names the client id {} and it carries no scope, scp or client_id",
+            printable(client_id)
+        )));
+    }
+    Ok(())
+}
+
+/// Token-supplied text fit for a message: printable ASCII, at most 40 characters.
+fn printable(raw: &str) -> String {
+    let shown: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(40)
+        .collect();
+    if shown.is_empty() {
+        "(empty)".into()
+    } else {
+        shown
+    }
+}
+
+/// Whether `sub` may name a member: not empty, at most 255 bytes, no
+/// control or bidirectional-formatting characters (which could forge or
+/// disguise log lines and messages).
+pub fn valid_subject(sub: &str) -> bool {
+    !sub.is_empty()
+        && sub.len() <= 255
+        && !sub.chars().any(|c| {
+            c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
 }
 
 /// Verifies bearer tokens for one issuer and audience.
@@ -145,7 +264,7 @@ impl Verifier {
             Ok(t) => t,
             Err(r) => return Verdict::Invalid(r),
         };
-        let (alg, kid) = match inspect(token) {
+        let (alg, kid, declared) = match inspect(token) {
             Ok(h) => h,
             Err(r) => return Verdict::Invalid(r),
         };
@@ -174,15 +293,14 @@ impl Verifier {
         v.validate_exp = true;
         v.validate_nbf = true;
         v.set_issuer(&[issuer.to_owned(), format!("{issuer}/")]);
-        v.set_audience(&[self.settings.audience.as_str()]);
+        // The audience is checked below, after the token's kind, so that an
+        // ID token is named as such whatever its audience.
+        v.validate_aud = false;
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        match jsonwebtoken::decode::<Claims>(token, &key.key, &v) {
-            Ok(data) => match data.claims.sub {
-                None => Verdict::Invalid(Rejection::MissingClaim("sub".into())),
-                Some(Value::String(sub)) if !sub.is_empty() && sub.len() <= 255 => {
-                    Verdict::Valid { sub }
-                }
-                _ => Verdict::Invalid(Rejection::BadClaim("sub".into())),
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v) {
+            Ok(data) => match self.check_claims(declared, &data.claims) {
+                Ok(sub) => Verdict::Valid { sub },
+                Err(r) => Verdict::Invalid(r),
             },
             Err(e) => Verdict::Invalid(match e.kind() {
                 ErrorKind::ExpiredSignature => Rejection::Expired,
@@ -202,6 +320,32 @@ impl Verifier {
                 }
                 _ => Rejection::Malformed("it cannot be decoded"),
             }),
+        }
+    }
+}
+
+impl Verifier {
+    /// The checks after the signature: the token's kind, its audience, its subject.
+    fn check_claims(
+        &self,
+        declared: Declared,
+        claims: &Map<String, Value>,
+    ) -> Result<String, Rejection> {
+        token_kind(declared, claims, &self.settings.client_id)?;
+        let audience = self.settings.audience.as_str();
+        let for_us = match claims.get("aud") {
+            Some(Value::String(a)) => a == audience,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
+            None => return Err(Rejection::MissingClaim("aud".into())),
+            Some(_) => return Err(Rejection::BadClaim("aud".into())),
+        };
+        if !for_us {
+            return Err(Rejection::WrongAudience(audience.to_owned()));
+        }
+        match claims.get("sub") {
+            None => Err(Rejection::MissingClaim("sub".into())),
+            Some(Value::String(sub)) if valid_subject(sub) => Ok(sub.clone()),
+            Some(_) => Err(Rejection::BadSubject),
         }
     }
 }
@@ -234,8 +378,10 @@ fn bearer_token(header: Option<&[u8]>) -> Result<&str, Rejection> {
 }
 
 /// Shape and header checks before any key lookup: the algorithm (must be
-/// asymmetric) and the `kid`. `jku`, `x5u`, `jwk` are deliberately unread.
-fn inspect(token: &str) -> Result<(Algorithm, Option<String>), Rejection> {
+/// asymmetric), the `kid` and the declared type (a specific type other
+/// than `at+jwt` is refused here). `jku`, `x5u`, `jwk` are deliberately
+/// unread.
+fn inspect(token: &str) -> Result<(Algorithm, Option<String>, Declared), Rejection> {
     let is_b64 = |s: &str| {
         s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -301,7 +447,20 @@ fn inspect(token: &str) -> Result<(Algorithm, Option<String>), Rejection> {
         Some(Value::String(k)) if k.len() <= 256 => Some(k.clone()),
         Some(_) => return Err(Rejection::Malformed("its kid is not a short string")),
     };
-    Ok((alg, kid))
+    let declared = match obj.get("typ") {
+        None => Declared::Untyped,
+        Some(Value::String(t)) => {
+            // RFC 7515 §4.1.9: "application/" may be left out; case-insensitive.
+            let lower = t.to_ascii_lowercase();
+            match lower.strip_prefix("application/").unwrap_or(&lower) {
+                "at+jwt" => Declared::AccessToken,
+                "jwt" => Declared::Untyped,
+                _ => return Err(Rejection::NotAccessToken(printable(t))),
+            }
+        }
+        Some(_) => return Err(Rejection::Malformed("its typ is not a string")),
+    };
+    Ok((alg, kid, declared))
 }
 
 #[cfg(test)]
@@ -314,7 +473,7 @@ mod tests {
 
     fn check_shape(token: &str, want: Result<&str, Rejection>) {
         match (inspect(token), want) {
-            (Ok((alg, _)), Ok(a)) => assert_eq!(format!("{alg:?}"), a),
+            (Ok((alg, _, _)), Ok(a)) => assert_eq!(format!("{alg:?}"), a),
             (Err(got), Err(w)) => assert_eq!(got, w, "{token:.60}"),
             (got, w) => panic!("{token:.60}: got {got:?}, want {w:?}"),
         }

@@ -96,11 +96,18 @@ impl TestKey {
         RSA_A_PUB
     }
 
-    /// A compact JWS of `claims` with this key's `alg` and `kid`.
+    /// A compact JWS of `claims` with this key's `alg` and `kid`, typed as
+    /// an access token (`typ: at+jwt`, RFC 9068) as real providers do.
     pub fn sign(&self, claims: &Value) -> String {
+        self.sign_with(self.header(Some("at+jwt")), claims)
+    }
+
+    /// This key's header with `typ` set to `typ` (or left out).
+    pub fn header(&self, typ: Option<&str>) -> Header {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
-        self.sign_with(header, claims)
+        header.typ = typ.map(str::to_owned);
+        header
     }
 
     /// A compact JWS with a caller-made header.
@@ -140,6 +147,9 @@ struct IdpState {
     jwks_hits: AtomicU64,
     /// Requests whose path is neither discovery nor JWKS (e.g. a `jku` target).
     other_hits: AtomicU64,
+    /// What discovery says instead of the truth: its `issuer`, its `jwks_uri`.
+    discovery_issuer: Mutex<Option<String>>,
+    discovery_jwks_uri: Mutex<Option<String>>,
 }
 
 /// A fake OpenID provider on 127.0.0.1: discovery and JWKS only.
@@ -163,6 +173,8 @@ impl FakeIdp {
             discovery_hits: AtomicU64::new(0),
             jwks_hits: AtomicU64::new(0),
             other_hits: AtomicU64::new(0),
+            discovery_issuer: Mutex::new(None),
+            discovery_jwks_uri: Mutex::new(None),
         });
         let task = tokio::spawn(serve(listener, state.clone()));
         Self {
@@ -184,6 +196,16 @@ impl FakeIdp {
     /// Replaces the published JWKS entries with raw JSON values.
     pub fn set_raw_keys(&self, keys: Vec<Value>) {
         *self.state.keys.lock().unwrap() = keys;
+    }
+
+    /// Makes discovery name this `issuer` (None: its own URL).
+    pub fn set_discovery_issuer(&self, issuer: Option<&str>) {
+        *self.state.discovery_issuer.lock().unwrap() = issuer.map(str::to_owned);
+    }
+
+    /// Makes discovery name this `jwks_uri` (None: its own `/jwks`).
+    pub fn set_discovery_jwks_uri(&self, uri: Option<&str>) {
+        *self.state.discovery_jwks_uri.lock().unwrap() = uri.map(str::to_owned);
     }
 
     pub fn set_answer(&self, answer: JwksAnswer) {
@@ -251,9 +273,11 @@ async fn serve(listener: TcpListener, state: Arc<IdpState>) {
             let (status, ctype, extra, body): (u16, &str, String, Vec<u8>) = match path.as_str() {
                 "/.well-known/openid-configuration" => {
                     state.discovery_hits.fetch_add(1, Ordering::SeqCst);
+                    let issuer = state.discovery_issuer.lock().unwrap().clone();
+                    let jwks_uri = state.discovery_jwks_uri.lock().unwrap().clone();
                     let doc = json!({
-                        "issuer": state.issuer,
-                        "jwks_uri": format!("{}/jwks", state.issuer),
+                        "issuer": issuer.unwrap_or_else(|| state.issuer.clone()),
+                        "jwks_uri": jwks_uri.unwrap_or_else(|| format!("{}/jwks", state.issuer)),
                         "token_endpoint": format!("{}/token", state.issuer),
                     });
                     (

@@ -24,6 +24,11 @@ struct Fixture {
 
 impl Fixture {
     async fn new(keys: &[&TestKey]) -> Self {
+        Self::for_audience(keys, AUD).await
+    }
+
+    /// A hub whose audience is `audience` (client id `heph`).
+    async fn for_audience(keys: &[&TestKey], audience: &str) -> Self {
         let idp = FakeIdp::start(keys).await;
         let offset_ms = Arc::new(AtomicU64::new(0));
         let base = Instant::now();
@@ -33,7 +38,7 @@ impl Fixture {
         let verifier = Verifier::with_keys(
             OidcSettings {
                 issuer: idp.issuer().to_owned(),
-                audience: AUD.into(),
+                audience: audience.into(),
                 client_id: "heph".into(),
                 scopes: vec!["openid".into(), "offline_access".into()],
             },
@@ -220,10 +225,7 @@ async fn missing_sub_is_refused() {
         invalid(Rejection::MissingClaim("sub".into()))
     );
     let t = key.sign(&with(f.claims(), "sub", json!("")));
-    assert_eq!(
-        f.check(&t).await,
-        invalid(Rejection::BadClaim("sub".into()))
-    );
+    assert_eq!(f.check(&t).await, invalid(Rejection::BadSubject));
     let t = key.sign(&with(f.claims(), "sub", json!(42)));
     assert!(matches!(f.check(&t).await, Verdict::Invalid(_)));
 }
@@ -563,6 +565,599 @@ async fn cache_control_max_age_is_honoured_within_bounds() {
 }
 
 // ---------------------------------------------------------------------------
+// Only access tokens (issue 12, item 2): tokens shaped like each recipe's
+// ID and access tokens, signed by the test provider's key.
+
+/// One token shape: its `typ` header, its claims over the fixture's base
+/// claims (`null` removes one), and the expected verdict.
+struct Shape {
+    name: &'static str,
+    typ: Option<&'static str>,
+    claims: Value,
+    want: Result<(), Rejection>,
+}
+
+fn id(reason: &str) -> Result<(), Rejection> {
+    Err(Rejection::IdToken(reason.into()))
+}
+
+const ONLY_CLIENT: &str = "its only audience is the client id heph and it carries no scope";
+const NAMES_CLIENT: &str =
+    "its audience names the client id heph and it carries no scope, scp or client_id";
+
+async fn check_shapes(audience: &str, shapes: Vec<Shape>) {
+    let key = TestKey::rsa_a("a");
+    let f = Fixture::for_audience(&[&key], audience).await;
+    for shape in shapes {
+        let mut claims = f.claims();
+        claims["aud"] = json!(audience);
+        for (k, v) in shape.claims.as_object().unwrap() {
+            claims = with(claims, k, v.clone());
+        }
+        let token = key.sign_with(key.header(shape.typ), &claims);
+        let want = match shape.want {
+            Ok(()) => valid("alice"),
+            Err(r) => invalid(r),
+        };
+        assert_eq!(f.check(&token).await, want, "{}", shape.name);
+    }
+}
+
+#[tokio::test]
+async fn id_tokens_of_every_recipe_are_refused_and_their_access_tokens_accepted() {
+    let t = now_secs();
+    check_shapes(
+        AUD,
+        vec![
+            // panva's oidc-provider (the npm provider of the e2e tests).
+            Shape {
+                name: "oidc-provider ID token: {alg,kid}, aud = client id, nothing else",
+                typ: None,
+                claims: json!({"aud": "heph"}),
+                want: id(ONLY_CLIENT),
+            },
+            Shape {
+                name: "oidc-provider ID token with auth_time, sid, azp",
+                typ: None,
+                claims: json!({"aud": "heph", "auth_time": t, "sid": "s1", "azp": "heph"}),
+                want: id(ONLY_CLIENT),
+            },
+            Shape {
+                name: "oidc-provider access token",
+                typ: Some("at+jwt"),
+                claims: json!({"client_id": "heph", "scope": "openid offline_access", "jti": "j"}),
+                want: Ok(()),
+            },
+            // The built-in issuer (crates/daemon/src/issuer/grants.rs).
+            Shape {
+                name: "built-in ID token: typ JWT, aud = client id",
+                typ: Some("JWT"),
+                claims: json!({"aud": "heph", "auth_time": t, "preferred_username": "alice"}),
+                want: id(ONLY_CLIENT),
+            },
+            Shape {
+                name: "built-in access token",
+                typ: Some("at+jwt"),
+                claims: json!({"client_id": "heph", "scope": "openid offline_access", "jti": "j", "auth_time": t}),
+                want: Ok(()),
+            },
+            // Keycloak: typ JWT on both, a typ claim tells them apart.
+            Shape {
+                name: "Keycloak ID token (auth code: nonce, at_hash)",
+                typ: Some("JWT"),
+                claims: json!({"aud": "heph", "typ": "ID", "azp": "heph", "nonce": "n", "at_hash": "h"}),
+                want: id("it carries nonce, which only ID tokens do"),
+            },
+            Shape {
+                name: "Keycloak ID token (device flow) with the hub's audience mapped in",
+                typ: Some("JWT"),
+                claims: json!({"aud": ["heph", AUD], "typ": "ID", "azp": "heph", "sid": "s"}),
+                want: id("its typ claim is ID"),
+            },
+            Shape {
+                name: "Keycloak access token",
+                typ: Some("JWT"),
+                claims: json!({"aud": [AUD, "account"], "typ": "Bearer", "azp": "heph", "scope": "openid offline_access", "sid": "s"}),
+                want: Ok(()),
+            },
+            Shape {
+                name: "Keycloak refresh token",
+                typ: Some("JWT"),
+                claims: json!({"aud": AUD, "typ": "Refresh", "azp": "heph"}),
+                want: Err(Rejection::NotAccessToken("Refresh (its typ claim)".into())),
+            },
+            // Entra ID: access tokens carry scp, ID tokens do not.
+            Shape {
+                name: "Entra ID token",
+                typ: Some("JWT"),
+                claims: json!({"aud": "heph", "tid": "t", "oid": "o", "ver": "2.0"}),
+                want: id(ONLY_CLIENT),
+            },
+            Shape {
+                name: "Entra access token",
+                typ: Some("JWT"),
+                claims: json!({"scp": "sync", "azp": "heph", "tid": "t", "ver": "2.0"}),
+                want: Ok(()),
+            },
+            // Auth0: access tokens for an API carry scope and the userinfo audience.
+            Shape {
+                name: "Auth0 ID token",
+                typ: Some("JWT"),
+                claims: json!({"aud": "heph", "nonce": "n", "sid": "s"}),
+                want: id("it carries nonce, which only ID tokens do"),
+            },
+            Shape {
+                name: "Auth0 access token",
+                typ: Some("JWT"),
+                claims: json!({"aud": [AUD, "https://t.auth0.com/userinfo"], "azp": "heph", "scope": "openid offline_access"}),
+                want: Ok(()),
+            },
+            // Authelia and Kanidm issue RFC 9068 access tokens.
+            Shape {
+                name: "Authelia ID token",
+                typ: Some("JWT"),
+                claims: json!({"aud": ["heph"], "azp": "heph", "amr": ["pwd"], "at_hash": "h"}),
+                want: id("it carries at_hash, which only ID tokens do"),
+            },
+            Shape {
+                name: "Authelia access token",
+                typ: Some("application/at+jwt"),
+                claims: json!({"client_id": "heph", "scope": "openid offline_access", "jti": "j"}),
+                want: Ok(()),
+            },
+            // Zitadel: aud holds the client id and the project id.
+            Shape {
+                name: "Zitadel ID token",
+                typ: Some("JWT"),
+                claims: json!({"aud": ["123@heph", "heph", AUD], "azp": "heph", "at_hash": "h"}),
+                want: id("it carries at_hash, which only ID tokens do"),
+            },
+            Shape {
+                name: "Zitadel ID token from a refresh (no at_hash)",
+                typ: Some("JWT"),
+                claims: json!({"aud": ["heph", AUD], "azp": "heph"}),
+                want: id(NAMES_CLIENT),
+            },
+            Shape {
+                name: "Zitadel access token",
+                typ: Some("JWT"),
+                claims: json!({"aud": ["heph", AUD], "client_id": "heph", "jti": "j"}),
+                want: Ok(()),
+            },
+            // Dex and authentik with the hub's own audience (see docs/operations.md).
+            Shape {
+                name: "Dex token for a cross-client audience",
+                typ: None,
+                claims: json!({"aud": AUD, "azp": "heph", "email": "a@example.org"}),
+                want: Ok(()),
+            },
+            Shape {
+                name: "authentik access token with an audience mapping",
+                typ: Some("JWT"),
+                claims: json!({"aud": AUD, "azp": "heph", "uid": "u", "auth_time": t, "acr": "goauthentik.io/providers/oauth2/default"}),
+                want: Ok(()),
+            },
+            Shape {
+                name: "ID-token claims win over an access-token marker",
+                typ: Some("JWT"),
+                claims: json!({"scope": "openid", "c_hash": "h"}),
+                want: id("it carries c_hash, which only ID tokens do"),
+            },
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_the_client_id_as_audience_only_a_marked_access_token_passes() {
+    // What docs/operations.md used to recommend for authentik, Kanidm and
+    // Dex: --oidc-audience heph, the client id.
+    check_shapes(
+        "heph",
+        vec![
+            Shape {
+                name: "any ID token of the client",
+                typ: None,
+                claims: json!({}),
+                want: id(ONLY_CLIENT),
+            },
+            Shape {
+                name: "authentik access token (ID-token claims plus azp and uid)",
+                typ: Some("JWT"),
+                claims: json!({"azp": "heph", "uid": "u", "auth_time": t_now()}),
+                want: id(ONLY_CLIENT),
+            },
+            Shape {
+                name: "untyped token with client_id but no scope",
+                typ: Some("JWT"),
+                claims: json!({"client_id": "heph"}),
+                want: id(ONLY_CLIENT),
+            },
+            Shape {
+                name: "Kanidm access token (RFC 9068)",
+                typ: Some("at+jwt"),
+                claims: json!({"client_id": "heph", "scope": "openid offline_access"}),
+                want: Ok(()),
+            },
+            Shape {
+                name: "untyped token with a scope",
+                typ: Some("JWT"),
+                claims: json!({"scope": "openid offline_access"}),
+                want: Ok(()),
+            },
+        ],
+    )
+    .await;
+}
+
+fn t_now() -> i64 {
+    now_secs()
+}
+
+#[tokio::test]
+async fn specific_types_other_than_at_jwt_are_refused_before_any_key_lookup() {
+    let key = TestKey::rsa_a("a");
+    let f = Fixture::new(&[&key]).await;
+    for typ in [
+        "logout+jwt",
+        "id_token+jwt",
+        "application/id_token+jwt",
+        "secevent+jwt",
+        "JOSE",
+        "dpop+jwt",
+    ] {
+        let token = key.sign_with(key.header(Some(typ)), &f.claims());
+        let shown = typ.to_owned();
+        assert_eq!(
+            f.check(&token).await,
+            invalid(Rejection::NotAccessToken(shown)),
+            "{typ}"
+        );
+    }
+    assert_eq!(f.idp.jwks_hits(), 0, "refused before any key lookup");
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/AT+JWT",
+    ] {
+        let token = key.sign_with(key.header(Some(typ)), &f.claims());
+        assert_eq!(f.check(&token).await, valid("alice"), "{typ}");
+    }
+    // A typ that is not text, or with control characters, is no type at all.
+    let b64 = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let token = format!(
+        "{}.{}.c2ln",
+        b64(&json!({"alg": "RS256", "kid": "a", "typ": 7})),
+        b64(&f.claims())
+    );
+    assert_eq!(
+        f.check(&token).await,
+        invalid(Rejection::Malformed("its typ is not a string"))
+    );
+    let token = key.sign_with(key.header(Some("logout\n+jwt\u{1b}[2J")), &f.claims());
+    assert_eq!(
+        f.check(&token).await,
+        invalid(Rejection::NotAccessToken("logout+jwt[2J".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_sub_with_control_characters_or_over_255_bytes_is_refused() {
+    let key = TestKey::rsa_a("a");
+    let f = Fixture::new(&[&key]).await;
+    for sub in [
+        "alice\n2026-12-02T00:00:00Z INFO hephd: granted owner",
+        "alice\r",
+        "\u{1b}[2Jalice",
+        "alice\u{7f}",
+        "alice\u{85}",
+        "ecila\u{202e}",
+        "a\u{2066}b",
+        "",
+        &"a".repeat(256),
+    ] {
+        let t = key.sign(&with(f.claims(), "sub", json!(sub)));
+        assert_eq!(f.check(&t).await, invalid(Rejection::BadSubject), "{sub:?}");
+    }
+    for sub in [
+        "auth0|65f0c0ffee",
+        "Zm9vYmFy",
+        "ålice Ünïcode",
+        &"a".repeat(255),
+    ] {
+        let t = key.sign(&with(f.claims(), "sub", json!(sub)));
+        assert_eq!(f.check(&t).await, valid(sub));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Discovery must name our issuer and https endpoints (items 10 and 15).
+
+#[tokio::test]
+async fn discovery_naming_another_issuer_is_refused_and_one_trailing_slash_tolerated() {
+    let a = TestKey::rsa_a("a");
+    let f = Fixture::new(&[&a]).await;
+    let iss = f.idp.issuer().to_owned();
+    let t = a.sign(&f.claims());
+    f.idp.set_discovery_issuer(Some("https://evil.example"));
+    match f.check(&t).await {
+        Verdict::Unavailable { reason, .. } => {
+            assert!(
+                reason.contains("names the issuer \"https://evil.example\", not the configured"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        f.idp.jwks_hits(),
+        0,
+        "no keys read from a mismatched issuer"
+    );
+    for (named, ok) in [
+        (format!("{iss}//"), false),
+        (format!("{iss}/x"), false),
+        (iss.replace("127.0.0.1", "localhost"), false),
+        (format!("{iss}/"), true),
+    ] {
+        f.idp.set_discovery_issuer(Some(&named));
+        f.advance(Duration::from_secs(6)); // past the failure back-off
+        let v = f.check(&t).await;
+        if ok {
+            assert_eq!(v, valid("alice"), "{named}");
+        } else {
+            assert!(matches!(v, Verdict::Unavailable { .. }), "{named}: {v:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_plain_http_jwks_uri_is_refused_unless_issuer_and_endpoint_are_loopback() {
+    use super::jwks::{FetchError, check_endpoint};
+    let insecure =
+        |r: Result<reqwest::Url, FetchError>| matches!(r, Err(FetchError::InsecureEndpoint { .. }));
+    let idp = "https://idp.example";
+    assert!(check_endpoint(idp, "https://idp.example/jwks").is_ok());
+    assert!(check_endpoint(idp, "https://keys.example.net/jwks").is_ok());
+    assert!(insecure(check_endpoint(idp, "http://idp.example/jwks")));
+    assert!(insecure(check_endpoint(idp, "http://127.0.0.1/jwks")));
+    assert!(insecure(check_endpoint(idp, "ftp://idp.example/jwks")));
+    assert!(matches!(
+        check_endpoint(idp, "/jwks"),
+        Err(FetchError::BadEndpoint { .. })
+    ));
+    let local = "http://127.0.0.1:8080";
+    assert!(check_endpoint(local, "http://127.0.0.1:8080/jwks").is_ok());
+    assert!(check_endpoint(local, "http://localhost:9/jwks").is_ok());
+    assert!(check_endpoint(local, "http://[::1]:9/jwks").is_ok());
+    assert!(insecure(check_endpoint(local, "http://192.0.2.1/jwks")));
+
+    // Through a fetch: discovery names a plain-http jwks_uri off loopback.
+    let a = TestKey::rsa_a("a");
+    let f = Fixture::new(&[&a]).await;
+    f.idp.set_discovery_jwks_uri(Some("http://192.0.2.1/jwks"));
+    match f.check(&a.sign(&f.claims())).await {
+        Verdict::Unavailable { reason, .. } => {
+            assert!(reason.contains("which is not https"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.idp.jwks_hits(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// A hanging provider (item 3): one fetch, shared by every waiter, with the
+// cooldown applied after failures too. Paused time; the JWKS is read by a
+// counting function that can be told to hang.
+
+mod single_flight {
+    use super::*;
+    use crate::hub::jwks::{FetchError, LocalJwks};
+    use std::sync::atomic::AtomicBool;
+
+    struct Hanging {
+        verifier: Arc<Verifier>,
+        calls: Arc<AtomicU64>,
+        hang: Arc<AtomicBool>,
+        key: TestKey,
+    }
+
+    const ISS: &str = "https://idp.test.invalid";
+
+    impl Hanging {
+        fn new() -> Self {
+            let key = TestKey::rsa_a("a");
+            let calls = Arc::new(AtomicU64::new(0));
+            let hang = Arc::new(AtomicBool::new(true));
+            let jwks = json!({"keys": [key.jwk.clone()]});
+            let (c, h) = (calls.clone(), hang.clone());
+            let read: LocalJwks = Arc::new(move || {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (hang, jwks) = (h.load(Ordering::SeqCst), jwks.clone());
+                Box::pin(async move {
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<Value, FetchError>(jwks)
+                })
+            });
+            let now = Arc::new(|| tokio::time::Instant::now().into_std());
+            let keys = KeySource::local_with_clock(ISS, read, JwksPolicy::default(), now);
+            let verifier = Arc::new(Verifier::with_keys(
+                OidcSettings {
+                    issuer: ISS.into(),
+                    audience: AUD.into(),
+                    client_id: "heph".into(),
+                    scopes: vec![],
+                },
+                keys,
+            ));
+            Self {
+                verifier,
+                calls,
+                hang,
+                key,
+            }
+        }
+
+        fn token(&self, kid: &str) -> String {
+            let now = now_secs();
+            let mut header = self.key.header(Some("at+jwt"));
+            header.kid = Some(kid.into());
+            self.key.sign_with(
+                header,
+                &json!({"iss": ISS, "aud": AUD, "sub": "alice", "iat": now, "exp": now + 3600}),
+            )
+        }
+
+        /// `n` concurrent checks of `token(kid_i)`; their verdicts.
+        async fn concurrently(&self, kids: Vec<String>) -> Vec<Verdict> {
+            let mut set = tokio::task::JoinSet::new();
+            for kid in kids {
+                let (v, header) = (
+                    self.verifier.clone(),
+                    format!("Bearer {}", self.token(&kid)),
+                );
+                set.spawn(async move { v.verify(Some(header.as_bytes()), None).await });
+            }
+            set.join_all().await
+        }
+
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    fn unavailable(v: &Verdict) -> Duration {
+        match v {
+            Verdict::Unavailable { retry_after, .. } => *retry_after,
+            other => panic!("want 503, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_on_a_cold_cache_share_one_fetch_of_a_hanging_provider() {
+        let h = Hanging::new();
+        // Before: 6 requests, 6 fetches one after another (answered at 5, 10, … 30 s).
+        let verdicts = h.concurrently(vec!["a".into(); 6]).await;
+        for v in &verdicts {
+            assert!(unavailable(v) >= Duration::from_secs(1));
+        }
+        assert_eq!(h.calls(), 1, "one fetch for all six");
+        assert_eq!(h.verifier.keys().fetch_count(), 1);
+        // Within the failure back-off nobody fetches again.
+        let verdicts = h.concurrently(vec!["a".into(); 6]).await;
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| unavailable(v) >= Duration::from_secs(1))
+        );
+        assert_eq!(h.calls(), 1, "the back-off holds after a failed fetch");
+        // The provider answers again; after the back-off one fetch serves all.
+        h.hang.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let verdicts = h.concurrently(vec!["a".into(); 6]).await;
+        assert!(
+            verdicts.iter().all(|v| *v == valid("alice")),
+            "{verdicts:?}"
+        );
+        assert_eq!(h.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_kids_refetch_once_per_cooldown_even_when_the_refetch_fails() {
+        let h = Hanging::new();
+        h.hang.store(false, Ordering::SeqCst);
+        assert_eq!(h.concurrently(vec!["a".into()]).await, vec![valid("alice")]);
+        assert_eq!(h.calls(), 1);
+        h.hang.store(true, Ordering::SeqCst);
+        // Before: 8 unknown kids (unsigned garbage suffices) made 8 fetches.
+        let kids: Vec<String> = (0..8).map(|i| format!("made-up-{i}")).collect();
+        let verdicts = h.concurrently(kids.clone()).await;
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| unavailable(v) >= Duration::from_secs(1))
+        );
+        assert_eq!(h.calls(), 2, "one refetch for eight unknown kids");
+        // Past the failure back-off but inside the cooldown: still none.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let verdicts = h.concurrently(kids.clone()).await;
+        for v in &verdicts {
+            let retry = unavailable(v);
+            assert!(
+                retry >= Duration::from_secs(1) && retry <= Duration::from_secs(30),
+                "{retry:?}"
+            );
+        }
+        assert_eq!(h.calls(), 2, "the cooldown holds after a failed refetch");
+        // The cached key is never held up by any of it.
+        assert_eq!(h.concurrently(vec!["a".into()]).await, vec![valid("alice")]);
+        // After the cooldown, one more refetch; the provider is back.
+        h.hang.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let verdicts = h.concurrently(kids).await;
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| *v == invalid(Rejection::UnknownKey)),
+            "{verdicts:?}"
+        );
+        assert_eq!(h.calls(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_after_the_wait_limit_and_the_fetcher_after_the_timeout() {
+        let h = Hanging::new();
+        let leader = {
+            let (v, header) = (h.verifier.clone(), format!("Bearer {}", h.token("a")));
+            tokio::spawn(async move { v.verify(Some(header.as_bytes()), None).await })
+        };
+        // Let the leader start its fetch.
+        while h.calls() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let start = tokio::time::Instant::now();
+        let waiter = h.concurrently(vec!["a".into()]).await;
+        let waited = start.elapsed();
+        unavailable(&waiter[0]);
+        assert_eq!(
+            waited,
+            JwksPolicy::default().wait_limit,
+            "paused clock: exact"
+        );
+        assert!(!leader.is_finished(), "the fetch is still running");
+        unavailable(&leader.await.unwrap());
+        assert_eq!(h.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetcher_that_goes_away_does_not_cancel_the_fetch_for_the_others() {
+        let h = Hanging::new();
+        let leader = {
+            let (v, header) = (h.verifier.clone(), format!("Bearer {}", h.token("a")));
+            tokio::spawn(async move { v.verify(Some(header.as_bytes()), None).await })
+        };
+        while h.calls() == 0 {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        let verdicts = h.concurrently(vec!["a".into(); 4]).await;
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| unavailable(v) >= Duration::from_secs(1))
+        );
+        assert_eq!(h.calls(), 1, "the abandoned fetch was not restarted");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Through the real router: status codes, headers and roles.
 
 mod http {
@@ -877,6 +1472,95 @@ mod http {
         assert!((1..=30).contains(&retry), "{retry}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "auth_unavailable");
+        // The cause (a URL, a transport error) is for the log, not for an
+        // unauthenticated caller.
+        assert_eq!(body["message"], crate::hub::auth::UNAVAILABLE_MESSAGE);
+        let text = body.to_string();
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("connect"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_authorization_headers_are_400_not_first_wins() {
+        let a = TestKey::rsa_a("a");
+        let idp = FakeIdp::start(&[&a]).await;
+        let hub = hub(&idp).await;
+        hub.grant("alice", "owner").await;
+        let good = token(&a, &idp, "alice");
+        assert_eq!(hub.get("/sync/pull", Some(&good)).await.status(), 200);
+        for second in [good.as_str(), "garbage", ""] {
+            let r = hub
+                .http
+                .get(format!("{}/sync/pull", hub.url))
+                .header("authorization", format!("Bearer {good}"))
+                .header("authorization", format!("Bearer {second}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "second header {second:.10}");
+            let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(
+                challenge.starts_with("Bearer error=\"invalid_request\""),
+                "{challenge}"
+            );
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_request");
+        }
+    }
+
+    #[tokio::test]
+    async fn six_concurrent_requests_while_the_provider_hangs_make_one_fetch() {
+        let a = TestKey::rsa_a("a");
+        let idp = FakeIdp::start(&[&a]).await;
+        idp.set_answer(JwksAnswer::Hang);
+        let hub = Arc::new(hub(&idp).await);
+        hub.grant("alice", "owner").await;
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..6 {
+            let hub = hub.clone();
+            // Half with the real kid, half with made-up ones.
+            let t = if i % 2 == 0 {
+                token(&a, &idp, "alice")
+            } else {
+                let mut header = a.header(Some("at+jwt"));
+                header.kid = Some(format!("made-up-{i}"));
+                let now = now_secs();
+                a.sign_with(
+                    header,
+                    &json!({"iss": idp.issuer(), "aud": AUD, "sub": "alice", "iat": now, "exp": now + 300}),
+                )
+            };
+            set.spawn(async move {
+                let r = hub.get("/sync/pull", Some(&t)).await;
+                (
+                    r.status().as_u16(),
+                    r.headers().get("retry-after").is_some(),
+                )
+            });
+        }
+        let answers = set.join_all().await;
+        assert!(answers.iter().all(|a| *a == (503, true)), "{answers:?}");
+        assert_eq!(idp.discovery_hits(), 1);
+        assert_eq!(idp.jwks_hits(), 1, "one fetch for six requests");
+    }
+
+    #[tokio::test]
+    async fn a_sub_with_control_characters_never_reaches_a_403_or_the_log() {
+        let a = TestKey::rsa_a("a");
+        let idp = FakeIdp::start(&[&a]).await;
+        let hub = hub(&idp).await;
+        let r = hub
+            .get(
+                "/sync/pull",
+                Some(&token(&a, &idp, "mallory\nINFO granted owner")),
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_token");
+        assert!(!body.to_string().contains("mallory"), "{body}");
     }
 
     #[tokio::test]
