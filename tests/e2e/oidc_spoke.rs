@@ -804,11 +804,11 @@ fn a_hostile_hub_or_provider_reaches_neither_the_terminal_nor_the_browser_opener
         ),
         (
             device("WDJB-MJHT", "--help"),
-            "sent a URL that is not an absolute http(s) URL",
+            "sent a verification_uri that is not an absolute http(s) URL",
         ),
         (
             device("WDJB-MJHT", "javascript:alert(1)"),
-            "sent a URL that is not an absolute http(s) URL",
+            "sent a verification_uri that is not an absolute http(s) URL",
         ),
     ] {
         fake.set("/device", 200, &answer);

@@ -58,7 +58,7 @@ pub enum AuthError {
         /// The URL that sent it.
         from: String,
         /// What the value is, e.g. "a user_code".
-        what: &'static str,
+        what: String,
         /// Why it is refused, e.g. "holds control characters".
         reason: &'static str,
     },

@@ -203,27 +203,32 @@ fn web_url(url: &str) -> Option<(bool, String)> {
     Some((https, authority.host().to_owned()))
 }
 
-/// Checks a URL the user or a server named: an absolute http(s) URL, and
-/// https unless `loopback_ok` says plain http is fine (the issuer is this
-/// machine), or — with `loopback_ok` `None` — unless the URL's own host is
-/// loopback. Returns whether that host is loopback.
+/// Checks the URL `name` (of the issuer `owner`, when it is one of its
+/// endpoints) that `from` named: an absolute http(s) URL, and https unless
+/// `loopback_ok` says plain http is fine (the issuer is this machine), or —
+/// with `loopback_ok` `None` — unless the URL's own host is loopback.
+/// Returns whether that host is loopback.
 fn checked_url(
     url: &str,
-    what: impl FnOnce() -> String,
+    name: &str,
+    owner: Option<&str>,
     from: &str,
     loopback_ok: Option<bool>,
 ) -> Result<bool, AuthError> {
     let Some((https, host)) = web_url(url) else {
         return Err(AuthError::Untrusted {
             from: one_line(from, 200).into_owned(),
-            what: "a URL",
+            what: format!("a {name}"),
             reason: "is not an absolute http(s) URL (or holds control characters or credentials)",
         });
     };
     let loopback = heph_core::net::is_loopback_host(&host);
     if !https && !loopback_ok.unwrap_or(loopback) {
         return Err(AuthError::Insecure {
-            what: what(),
+            what: match owner {
+                Some(owner) => format!("the {name} of {}", one_line(owner, 200)),
+                None => format!("the {name}"),
+            },
             url: url.to_owned(),
         });
     }
@@ -243,12 +248,7 @@ fn provider_from(url: &str, d: Discovery, issuer_loopback: bool) -> Result<Provi
     ];
     for (name, endpoint) in endpoints {
         if let Some(endpoint) = endpoint {
-            checked_url(
-                endpoint,
-                || format!("the {name} of {}", one_line(&d.issuer, 200)),
-                url,
-                Some(issuer_loopback),
-            )?;
+            checked_url(endpoint, name, Some(&d.issuer), url, Some(issuer_loopback))?;
         }
     }
     Ok(Provider {
@@ -361,7 +361,7 @@ impl OidcClient {
     /// the document names must be https unless the issuer is loopback.
     pub fn discover(&self, issuer: &str) -> Result<Provider, AuthError> {
         let issuer_loopback = match web_url(issuer) {
-            Some(_) => checked_url(issuer, || "the issuer".into(), issuer, None)?,
+            Some(_) => checked_url(issuer, "issuer", None, issuer, None)?,
             None => {
                 return Err(AuthError::Other(format!(
                     "the issuer {:?} is not an absolute https:// URL; give the provider's issuer URL (--issuer https://idp.example)",
@@ -403,9 +403,9 @@ impl OidcClient {
                 resource: one_line(&meta.resource, 200).into_owned(),
             });
         }
-        let untrusted = |what| AuthError::Untrusted {
+        let untrusted = |what: &str| AuthError::Untrusted {
             from: url.clone(),
-            what,
+            what: what.into(),
             reason: "holds control characters",
         };
         if meta.heph_client_id.as_deref().is_some_and(has_unsafe) {
@@ -437,17 +437,17 @@ impl OidcClient {
             return Err(rejected(url, &answer));
         }
         let d: DeviceResponse = parse(url, "a device authorization", &answer.body)?;
-        let untrusted = |what, reason| AuthError::Untrusted {
+        let untrusted = |reason| AuthError::Untrusted {
             from: url.clone(),
-            what,
+            what: "a user_code".into(),
             reason,
         };
         // The user types the code: shown verbatim, so refused rather than altered.
         if d.user_code.is_empty() || d.user_code.chars().count() > MAX_USER_CODE {
-            return Err(untrusted("a user_code", "is empty or too long"));
+            return Err(untrusted("is empty or too long"));
         }
         if has_unsafe(&d.user_code) {
-            return Err(untrusted("a user_code", "holds control characters"));
+            return Err(untrusted("holds control characters"));
         }
         // A browser opener takes the URI as an argument: it must be a web URL
         // (so never an option like `--help`), https unless the issuer is local.
@@ -463,7 +463,8 @@ impl OidcClient {
             if let Some(uri) = uri {
                 checked_url(
                     uri,
-                    || format!("the {name} of {}", one_line(&provider.issuer, 200)),
+                    name,
+                    Some(&provider.issuer),
                     url,
                     Some(issuer_loopback),
                 )?;
@@ -964,6 +965,13 @@ mod tests {
             serde_json::json!({"resource": ""}),
             "describes itself as \"\"",
         );
+        insta::assert_snapshot!(
+            AuthError::ResourceMismatch {
+                hub: "https://hub.example".into(),
+                resource: "https://evil.example".into(),
+            },
+            @r#"the hub at https://hub.example describes itself as "https://evil.example", not https://hub.example, so its metadata cannot be trusted to name this hub's identity provider (RFC 9728 §3.3)"#
+        );
         check(
             serde_json::json!({"resource": format!("{own}/other")}),
             "RFC 9728",
@@ -1163,7 +1171,7 @@ mod tests {
             check(
                 &local,
                 answer("ABCD", uri),
-                "sent a URL that is not an absolute http(s) URL",
+                "sent a verification_uri that is not an absolute http(s) URL",
             );
         }
         server.push(Reply::json(200, r#"{"device_code":"dc","user_code":"ABCD","verification_uri":"https://v","verification_uri_complete":"--help","expires_in":300}"#));
