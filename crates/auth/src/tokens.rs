@@ -161,12 +161,14 @@ pub fn jwt_subject(token: &str) -> Option<String> {
     jwt_string_claim(token, "sub")
 }
 
-/// A string claim of a JWT, read without verifying it (for display only).
+/// A string claim of a JWT, read without verifying it (for display only):
+/// terminal escapes removed ([`heph_core::text`]), at most 200 characters.
 pub fn jwt_string_claim(token: &str, name: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64url_decode(payload)?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get(name)?.as_str().map(str::to_owned)
+    let value = claims.get(name)?.as_str()?;
+    Some(heph_core::text::one_line(value, 200).into_owned())
 }
 
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
@@ -258,6 +260,14 @@ mod tests {
         assert_eq!(jwt_subject(token).as_deref(), Some("alice"));
         assert_eq!(jwt_subject("opaque-token"), None);
         assert_eq!(jwt_subject("a.!!!.c"), None);
+        // Claims are shown on a terminal: escapes and line breaks are removed.
+        // {"sub": "alice\x1b]0;pwned\x07", "preferred_username": "Al\u202eice\r\nhint: x"}
+        let hostile = "e30.eyJzdWIiOiAiYWxpY2VcdTAwMWJdMDtwd25lZFx1MDAwNyIsICJwcmVmZXJyZWRfdXNlcm5hbWUiOiAiQWxcdTIwMmVpY2VcclxuaGludDogeCJ9.c2ln";
+        assert_eq!(jwt_subject(hostile).as_deref(), Some("alice]0;pwned"));
+        assert_eq!(
+            jwt_string_claim(hostile, "preferred_username").as_deref(),
+            Some("Alicehint: x")
+        );
     }
 
     #[test]

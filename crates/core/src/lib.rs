@@ -3,7 +3,9 @@
 //!
 //! Pure and deterministic: no network, no async, and no wall-clock reads
 //! except through an injected [`hlc::Clock`]; settings are resolved from an
-//! environment and config text the caller passes in.
+//! environment and config text the caller passes in. The one exception is
+//! [`net::is_loopback_host`], which asks the system resolver what a
+//! `localhost` name points at (its rule is tested with an injected resolver).
 
 pub mod config;
 pub mod date;
@@ -11,11 +13,13 @@ pub mod field;
 pub mod hlc;
 pub mod input;
 mod merge;
+pub mod net;
 pub mod node;
 pub mod op;
 pub mod replica;
 pub mod rpc;
 pub mod store;
+pub mod text;
 pub mod wire;
 
 pub use field::{Field, Invalid, NodeId};

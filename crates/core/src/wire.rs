@@ -4,7 +4,8 @@
 //!
 //! The hub (`hephd --mode server`) and the spoke share these types so they
 //! cannot drift. New fields get `#[serde(default)]` so an older peer still
-//! parses a newer message. This module does no I/O; `docs/protocol.md`
+//! parses a newer message. This module does no I/O (except
+//! [`HubUrl::is_loopback`], through [`crate::net`]); `docs/protocol.md`
 //! shows every route with examples.
 
 use serde::{Deserialize, Serialize};
@@ -235,13 +236,10 @@ impl HubUrl {
         &self.host
     }
 
-    /// Whether the host is a loopback name or address.
+    /// Whether the host is this machine: a loopback address, or a
+    /// `localhost` name that resolves only to loopback ([`crate::net`]).
     pub fn is_loopback(&self) -> bool {
-        let h = self.host.trim_start_matches('[').trim_end_matches(']');
-        h == "localhost"
-            || h.ends_with(".localhost")
-            || h.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        crate::net::is_loopback_host(&self.host)
     }
 
     /// The URL of a route under this hub, e.g. `join("/sync/pull")`.
@@ -296,7 +294,8 @@ mod tests {
             ("http://127.9.9.9", true),
             ("http://[::1]:8080", true),
             ("http://localhost:8080", true),
-            ("http://hub.localhost", true),
+            // `*.localhost` counts only if it resolves here: crate::net tests that.
+            ("http://localhost.hub.example", false),
             ("http://10.0.0.1", false),
             ("https://hub.example", false),
         ] {

@@ -15,6 +15,7 @@ pub mod events;
 pub mod hub;
 pub mod instance;
 pub mod issuer;
+pub mod logging;
 pub mod rpc;
 pub mod spoke;
 

@@ -3,23 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hephd::config::{Args, Config, LogFormat};
+use hephd::config::{Args, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level.value)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match config.log_format.value {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
-    }
-}
 
 fn main() -> ExitCode {
     // Everything hephd creates (database, lock, socket) is private to its user.
@@ -48,7 +34,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_logging(&config);
+    hephd::logging::init(&config.log_level.value, config.log_format.value);
     for key in &config.unknown_keys {
         tracing::warn!(key = %key, file = %config.config_file.value.display(), "unknown key in the config file is ignored");
     }

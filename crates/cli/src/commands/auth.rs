@@ -172,6 +172,17 @@ fn auth_error(e: AuthError, login: &LoginCommand) -> CliError {
         AuthError::NoDeviceFlow { .. } => {
             "see docs/operations.md for your provider's device-flow setting".into()
         }
+        AuthError::ResourceMismatch { .. } => {
+            "check the hub URL; a hub behind a proxy must be started with --public-url set to the URL you give here".into()
+        }
+        AuthError::Insecure { .. } => format!(
+            "heph auth login --hub-url {} --issuer https://idp.example --client-id {}",
+            login.hub,
+            login.client_id.as_deref().unwrap_or("heph")
+        ),
+        AuthError::Untrusted { .. } => {
+            "the hub or the identity provider sent a value heph will not show or open; tell its operator".into()
+        }
         _ => login.to_string(),
     };
     CliError::with_hint(e.to_string(), hint)
@@ -222,7 +233,16 @@ pub fn qr_text(url: &str) -> Option<String> {
 }
 
 /// Opens `url` in a browser when there is a display; never fails.
+///
+/// `url` comes from the provider: `heph-auth` hands out only absolute
+/// http(s) URLs, and this checks again, so the opener can never receive an
+/// option (`--help`, `--manual`). No `--` is passed: `xdg-open` takes any
+/// argument starting with `-` as an unknown option, and macOS `open` does not
+/// document one.
 fn open_browser(url: &str) {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return;
+    }
     let program = if cfg!(target_os = "macos") {
         "open"
     } else {

@@ -58,11 +58,7 @@ pub fn check(settings: &MailSettings) -> Result<(), MailError> {
     let tls = url
         .query_pairs()
         .any(|(k, v)| k == "tls" && (v == "required" || v == "opportunistic"));
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = heph_core::net::is_loopback_host(host);
     match url.scheme() {
         "smtps" => {}
         "smtp" if tls || loopback => {}
