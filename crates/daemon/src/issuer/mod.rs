@@ -19,6 +19,7 @@ pub mod limiter;
 pub mod mail;
 pub mod page;
 pub mod passwords;
+pub mod proxy;
 pub mod routes;
 pub mod store;
 
