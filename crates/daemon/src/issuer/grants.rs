@@ -9,6 +9,7 @@
 //! HTTP (see [`routes`](super::routes) and [`page`](super::page)); the
 //! state lives in [`store`](super::store), reached on a blocking thread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -178,6 +179,9 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     limits: SignInLimits,
     device_per_address: Limiter,
+    /// Until when (ms) the live device codes are known to be at their cap:
+    /// a flood past the cap is refused without touching the store.
+    device_full_until_ms: AtomicU64,
 }
 
 /// The sign-in limits (docs/decisions.md, 2026-12-02): a stranger cannot
@@ -234,6 +238,7 @@ impl Issuer {
             clock,
             limits: SignInLimits::new(max_keys),
             device_per_address,
+            device_full_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -370,6 +375,17 @@ impl Issuer {
         }
         self.check_client(client_id)?;
         let scope = Self::check_scope(scope)?;
+        let full = || OAuthError {
+            retry_after: Some(Duration::from_secs(60)),
+            ..OAuthError::new(
+                503,
+                "temporarily_unavailable",
+                "too many sign-ins are pending on this hub; try again in a minute",
+            )
+        };
+        if self.clock.now_ms() < self.device_full_until_ms.load(Ordering::Relaxed) {
+            return Err(full());
+        }
         let device_code = random_token(32);
         let user_code = new_user_code();
         let now = self.now_ms();
@@ -393,18 +409,14 @@ impl Issuer {
             })
             .await?;
         if inserted == DeviceInsert::Full {
+            // Counted again in a second at the earliest.
+            self.device_full_until_ms
+                .store(self.clock.now_ms() + 1_000, Ordering::Relaxed);
             tracing::warn!(
                 max_live,
                 "refused a device authorization: the most live device codes the issuer keeps are pending"
             );
-            return Err(OAuthError {
-                retry_after: Some(Duration::from_secs(60)),
-                ..OAuthError::new(
-                    503,
-                    "temporarily_unavailable",
-                    "too many sign-ins are pending on this hub; try again in a minute",
-                )
-            });
+            return Err(full());
         }
         Ok(DeviceGrant {
             device_code,

@@ -608,9 +608,15 @@ impl IssuerStore {
         interval_s: i64,
         max_live: u32,
     ) -> Result<DeviceInsert> {
-        let n = self
-            .conn
-            .execute(
+        // A pending code lost to a power cut costs one new `heph auth
+        // login`: its commit need not wait for the disk (WAL mode keeps the
+        // file consistent; the next durable commit syncs it too). This keeps
+        // a flood of device authorizations from holding the store, and so
+        // every refresh, behind one fsync each.
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(|e| self.err(e))?;
+        let inserted = self.conn.execute(
                 "INSERT INTO issuer_device_codes
                  (device_hash, user_code_hash, client_id, scope, created_ms, expires_ms, interval_s, state)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending'
@@ -626,8 +632,10 @@ impl IssuerStore {
                     interval_s,
                     max_live
                 ],
-            )
-            .map_err(|e| self.err(e))?;
+            );
+        let durable = self.conn.execute_batch("PRAGMA synchronous = FULL");
+        let n = inserted.map_err(|e| self.err(e))?;
+        durable.map_err(|e| self.err(e))?;
         Ok(if n == 1 {
             DeviceInsert::Inserted
         } else {
