@@ -250,6 +250,10 @@ fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
     if config.builtin_issuer.value {
         issuer_transport(tls.is_some(), public_url.as_ref(), addr)
             .map_err(DaemonError::Settings)?;
+    } else if config.trusted_proxy.is_some() {
+        tracing::warn!(
+            "--trusted-proxy is read only by the built-in issuer's rate limits; without --builtin-issuer it changes nothing"
+        );
     }
     let public_url = public_url.map(|u| u.to_string()).unwrap_or_default();
     Ok(HubSettings {
