@@ -252,13 +252,15 @@ async fn device_page(headers: HeaderMap, Query(q): Query<CodeQuery>) -> Response
     )
 }
 
-fn scope_list(scope: &str) -> String {
+fn scope_list(scope: &str, lifetime_days: u64) -> String {
+    let offline =
+        format!("stay signed in (up to {lifetime_days} days, until you sign out or it is revoked)");
     scope
         .split_whitespace()
         .map(|s| {
             let what = match s {
                 "openid" => "know who you are on this hub",
-                "offline_access" => "stay signed in (until you sign out or it is revoked)",
+                "offline_access" => offline.as_str(),
                 "profile" => "see your user name",
                 _ => "",
             };
@@ -357,7 +359,15 @@ async fn device_sign_in(
         user = escape(&account.username),
         code = escape(&pending.user_code),
         client = escape(&pending.client_id),
-        scopes = scope_list(&pending.scope),
+        scopes = scope_list(
+            &pending.scope,
+            state
+                .issuer
+                .settings
+                .sign_in_lifetime
+                .as_secs()
+                .div_ceil(86_400)
+        ),
         action = path::DEVICE_DECISION,
         csrf = escape(&csrf),
         ticket = escape(&ticket),
