@@ -43,8 +43,17 @@ struct Hub {
 impl Hub {
     /// Starts it on a free port; `access_ttl` in seconds (default 600).
     fn start(access_ttl: Option<u64>) -> Self {
-        let env = TestEnv::new();
         let ttl = access_ttl.map(|t| t.to_string());
+        let mut extra = vec![];
+        if let Some(ttl) = &ttl {
+            extra.extend(["--issuer-access-ttl", ttl.as_str()]);
+        }
+        Self::start_with(&extra)
+    }
+
+    /// Starts it on a free port with `extra` flags.
+    fn start_with(extra: &[&str]) -> Self {
+        let env = TestEnv::new();
         let mut args = vec![
             "--mode",
             "server",
@@ -54,9 +63,7 @@ impl Hub {
             "--issuer-poll-interval",
             "1",
         ];
-        if let Some(ttl) = &ttl {
-            args.extend(["--issuer-access-ttl", ttl.as_str()]);
-        }
+        args.extend_from_slice(extra);
         let (daemon, port) = env.start_server(&args);
         let url = format!("http://127.0.0.1:{port}");
         wait_until("the issuer's discovery document", LIMIT, || {
@@ -144,6 +151,33 @@ impl Hub {
             &[("content-type", "application/x-www-form-urlencoded")],
             Some(body.as_bytes()),
         )
+    }
+
+    /// `POST /oauth/device_authorization` for client `heph` as if
+    /// forwarded for `address` by a proxy (`None`: no header).
+    fn device_authorize_from(&self, address: Option<&str>) -> Response {
+        let body = encode_form([("client_id", "heph"), ("scope", "openid offline_access")]);
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        if let Some(a) = address {
+            headers.push(("x-forwarded-for", a));
+        }
+        http(
+            "POST",
+            &format!("{}/oauth/device_authorization", self.url),
+            &headers,
+            Some(body.as_bytes()),
+        )
+    }
+
+    /// How many device authorizations the hub's database holds.
+    fn device_rows(&self) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            &self.env.db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("SELECT count(*) FROM issuer_device_codes", [], |r| r.get(0))
+            .unwrap()
     }
 
     /// The device authorization endpoint for client `heph`.
@@ -1368,4 +1402,313 @@ fn a_password_typed_on_a_terminal_is_not_echoed() {
     let uri = grant["verification_uri_complete"].as_str().unwrap();
     let page = sign_in(&mut Browser::default(), uri, "carol", typed);
     assert_eq!(page.status, 200, "{}", page.text());
+}
+
+/// Issue 12 item 5: `/oauth/device_authorization` took any number of
+/// requests, each an fsync'd insert plus a full-table sweep under the
+/// issuer's store lock, so a flood slowed every refresh (4 ms → 268 ms at
+/// 65k rows). Now one address gets 20 a minute and then 429 `slow_down`
+/// with `Retry-After` before any store work; many addresses together meet
+/// a cap on live codes (503); the table stays bounded and refreshes keep
+/// succeeding while the endpoint is flooded. (Latency: `heph-bench`.)
+#[test]
+fn a_device_authorization_flood_is_limited_and_refresh_keeps_working() {
+    let hub = Hub::start_with(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--issuer-max-device-codes",
+        "40",
+    ]);
+    hub.add_user("alice", None);
+    let tokens = hub.login("alice");
+    assert_eq!(hub.device_rows(), 1);
+
+    // One address floods while alice refreshes.
+    let flood = {
+        let url = hub.url.clone();
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            for _ in 0..60 {
+                let body = encode_form([("client_id", "heph")]);
+                let r = http(
+                    "POST",
+                    &format!("{url}/oauth/device_authorization"),
+                    &[
+                        ("content-type", "application/x-www-form-urlencoded"),
+                        ("x-forwarded-for", "203.0.113.5"),
+                    ],
+                    Some(body.as_bytes()),
+                );
+                answers.push(r);
+            }
+            answers
+        })
+    };
+    let mut refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let mut refreshed = 0;
+    while !flood.is_finished() || refreshed < 3 {
+        let (status, body) = hub.refresh(&refresh_token);
+        assert_eq!(status, 200, "a refresh during the flood: {body}");
+        refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+        refreshed += 1;
+    }
+    let answers = flood.join().unwrap();
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 20, "one address gets 20 codes a minute");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert_eq!(r.json()["error"], "slow_down", "{}", r.text());
+        let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&after), "{after}");
+    }
+    assert_eq!(hub.device_rows(), 21);
+
+    // Many addresses: the cap of 40 live codes holds.
+    let statuses: Vec<u16> = (0..40)
+        .map(|i| {
+            let r = hub.device_authorize_from(Some(&format!("198.51.100.{i}")));
+            if r.status == 503 {
+                assert_eq!(r.json()["error"], "temporarily_unavailable", "{}", r.text());
+                assert!(r.header("retry-after").is_some());
+            }
+            r.status
+        })
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 19);
+    assert!(statuses[19..].iter().all(|s| *s == 503), "{statuses:?}");
+    assert_eq!(hub.device_rows(), 40, "the table stays bounded");
+    let (status, body) = hub.refresh(&refresh_token);
+    assert_eq!(status, 200, "a refresh with the table full: {body}");
+}
+
+/// Issue 12 item 6: the sign-in limiter dropped its oldest keys when full,
+/// locks included, so a flood of fresh names (from rotating
+/// `X-Forwarded-For` addresses) reset a real account's lockout. Now locks
+/// are never evicted. The table here holds 30 keys; the attack of the
+/// issue used 10,050 names against 10,000 (the unit test
+/// `limiter::tests::a_flood_of_fresh_keys_never_evicts_a_lock` runs that).
+#[test]
+fn a_flood_of_fresh_names_does_not_reset_a_lockout() {
+    let hub = Hub::start_with(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--issuer-rate-limit-keys",
+        "30",
+    ]);
+    hub.add_user("alice", None);
+    let grant = hub.device_authorize("openid offline_access");
+    let code = grant["user_code"].as_str().unwrap();
+    let (cookie, form) = hub.csrf(code);
+    let csrf = &form.fields["csrf"];
+    let attempt = |from: &str, user: &str, password: &str| {
+        let body = encode_form([
+            ("csrf", csrf.as_str()),
+            ("user_code", code),
+            ("username", user),
+            ("password", password),
+        ]);
+        http(
+            "POST",
+            &format!("{}/device", hub.url),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", &cookie),
+                ("x-forwarded-for", from),
+            ],
+            Some(body.as_bytes()),
+        )
+        .status
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("203.0.113.1", "alice", "wrong password"), 401);
+    }
+    assert_eq!(attempt("203.0.113.1", "alice", PASSWORD), 429);
+    for i in 0..40 {
+        let status = attempt(&format!("198.51.100.{i}"), &format!("fresh{i}"), "x");
+        assert_eq!(status, 401, "fresh name {i}");
+    }
+    assert_eq!(
+        attempt("203.0.113.1", "alice", PASSWORD),
+        429,
+        "40 fresh names through a 30-key table reset alice's lockout"
+    );
+}
+
+/// Issue 12 item 6: five wrong passwords from a stranger locked the
+/// account for everyone for 15 minutes, and `X-Forwarded-For` was believed
+/// from any loopback peer, so a forged header got fresh attempts. Now the
+/// lock is per (account, address) — the owner elsewhere still signs in —
+/// and without `--trusted-proxy` the header is ignored.
+#[test]
+fn a_stranger_cannot_lock_an_account_for_others_nor_forge_an_address() {
+    let hub = Hub::start(None);
+    hub.add_user("alice", None);
+    let grant = hub.device_authorize("openid offline_access");
+    let code = grant["user_code"].as_str().unwrap();
+    let (cookie, form) = hub.csrf(code);
+    let csrf = &form.fields["csrf"];
+    let attempt = |forged: Option<&str>, password: &str| {
+        let body = encode_form([
+            ("csrf", csrf.as_str()),
+            ("user_code", code),
+            ("username", "alice"),
+            ("password", password),
+        ]);
+        let mut headers = vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", cookie.as_str()),
+        ];
+        if let Some(f) = forged {
+            headers.push(("x-forwarded-for", f));
+        }
+        http(
+            "POST",
+            &format!("{}/device", hub.url),
+            &headers,
+            Some(body.as_bytes()),
+        )
+        .status
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt(None, "wrong password"), 401);
+    }
+    assert_eq!(attempt(None, "wrong password"), 429);
+    assert_eq!(
+        attempt(Some("192.0.2.99"), "wrong password"),
+        429,
+        "a forged X-Forwarded-For from an untrusted peer got a fresh attempt"
+    );
+
+    // With the proxy named, the stranger's lock is theirs alone.
+    let hub = Hub::start_with(&["--trusted-proxy", "127.0.0.1"]);
+    hub.add_user("alice", None);
+    let grant = hub.device_authorize("openid offline_access");
+    let code = grant["user_code"].as_str().unwrap();
+    let (cookie, form) = hub.csrf(code);
+    let csrf = &form.fields["csrf"];
+    let attempt = |from: &str, password: &str| {
+        let body = encode_form([
+            ("csrf", csrf.as_str()),
+            ("user_code", code),
+            ("username", "alice"),
+            ("password", password),
+        ]);
+        http(
+            "POST",
+            &format!("{}/device", hub.url),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", &cookie),
+                ("x-forwarded-for", from),
+            ],
+            Some(body.as_bytes()),
+        )
+        .status
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("203.0.113.66", "wrong password"), 401);
+    }
+    assert_eq!(
+        attempt("203.0.113.66", PASSWORD),
+        429,
+        "the stranger is locked"
+    );
+    assert_eq!(
+        attempt("198.51.100.7", PASSWORD),
+        200,
+        "alice, from her own address, was locked out by a stranger"
+    );
+}
+
+/// Issue 12 item 8: a password reset through an invite link (and
+/// `hephd user passwd`) left the old refresh tokens working; a device code
+/// presented again after its exchange was refused but what it had issued
+/// stayed valid. Now both end those sign-ins.
+#[test]
+fn a_new_password_or_a_replayed_device_code_ends_sign_ins() {
+    let hub = Hub::start(None);
+    hub.add_user("alice", None);
+    let refresh_of = |tokens: &Value| tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    let before = refresh_of(&hub.login("alice"));
+    let (code, out, err) = hub.hephd(&["user", "passwd", "alice"], &format!("{PASSWORD}\n"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("signed out every device"), "{out}");
+    let r = hub.refresh(&before);
+    assert!(is_invalid_grant(&r), "after hephd user passwd: {r:?}");
+
+    let before = refresh_of(&hub.login("alice"));
+    assert_eq!(redeem_invite(&hub, &["alice"], || {}), 200);
+    let r = hub.refresh(&before);
+    assert!(is_invalid_grant(&r), "after a reset by invite: {r:?}");
+
+    let grant = hub.device_authorize("openid offline_access");
+    let mut browser = Browser::default();
+    let page = sign_in(
+        &mut browser,
+        grant["verification_uri_complete"].as_str().unwrap(),
+        "alice",
+        PASSWORD,
+    );
+    assert!(
+        decide(&mut browser, &page, "approve")
+            .text()
+            .contains("Device approved")
+    );
+    let device = grant["device_code"].as_str().unwrap();
+    let (status, tokens) = hub.poll(device);
+    assert_eq!(status, 200, "{tokens}");
+    let replay = hub.poll(device);
+    assert!(is_invalid_grant(&replay), "{replay:?}");
+    let r = hub.refresh(&refresh_of(&tokens));
+    assert!(
+        is_invalid_grant(&r),
+        "the sign-in of a device code presented twice still refreshes: {r:?}"
+    );
+}
+
+/// Issue 12 item 11: `--builtin-issuer` with a plain http:// address off
+/// this machine started silently, so passwords and refresh tokens would
+/// cross the network in clear. It now refuses to start, naming the fix;
+/// an https:// public URL (a TLS-terminating proxy) is accepted.
+#[test]
+fn the_builtin_issuer_refuses_plain_http_off_this_machine() {
+    let env = TestEnv::new();
+    for args in [
+        vec!["--listen", "0.0.0.0:0"],
+        vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--public-url",
+            "http://hub.example.org",
+        ],
+    ] {
+        let out = env
+            .command("hephd")
+            .args(["--mode", "server", "--builtin-issuer"])
+            .args(&args)
+            .arg("--db")
+            .arg(&env.db)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--builtin-issuer refuses the plain http:// address")
+                && stderr.contains("--tls-cert and --tls-key")
+                && stderr.contains("--public-url https://"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Behind a TLS-terminating proxy.
+    let (mut hub, _port) = env.start_server(&[
+        "--mode",
+        "server",
+        "--builtin-issuer",
+        "--listen",
+        "127.0.0.1:0",
+        "--public-url",
+        "https://hub.example.org",
+    ]);
+    hub.stop();
 }

@@ -7,6 +7,7 @@
 
 mod apply;
 mod auth;
+mod issuer;
 mod report;
 mod rpc;
 mod sync;
@@ -14,7 +15,7 @@ mod workload;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: heph-bench <apply|rpc|sync|auth|all> [--ops N] [--runs N]
+const USAGE: &str = "usage: heph-bench <apply|rpc|sync|auth|issuer|all> [--ops N] [--runs N]
 
 benchmarks:
   apply   DESIGN §9 rows 1-2: fresh apply of 100,000 ops vs a bare SQLite insert,
@@ -27,6 +28,8 @@ benchmarks:
           (needs the release hephd beside heph-bench)
   auth    hub push+pull requests/s with bearer verification (RS256, JWKS from an
           in-process test provider, member lookup) vs the same routes without
+  issuer  the built-in issuer's refresh latency (p50) while device authorization
+          is flooded from many addresses vs with no flood
   all     every benchmark above";
 
 /// Options shared by the benchmarks.
@@ -81,10 +84,12 @@ fn main() -> ExitCode {
         "rpc" => rpc::run(&opts),
         "sync" => sync::run(&opts),
         "auth" => auth::run(&opts),
+        "issuer" => issuer::run(&opts),
         "all" => apply::run(&opts).and_then(|mut lines| {
             lines.extend(rpc::run(&opts)?);
             lines.extend(sync::run(&opts)?);
             lines.extend(auth::run(&opts)?);
+            lines.extend(issuer::run(&opts)?);
             Ok(lines)
         }),
         other => {

@@ -133,6 +133,20 @@ pub struct Args {
     /// Built-in issuer: the device flow's polling interval, in seconds [default: 5].
     #[arg(long, value_name = "SECS", hide = true)]
     pub issuer_poll_interval: Option<u64>,
+    /// Built-in issuer: how long a sign-in lasts at most, in seconds; its refresh tokens stop
+    /// working then, however often they were used [default: 7776000, 90 days].
+    #[arg(long, value_name = "SECS")]
+    pub issuer_sign_in_lifetime: Option<u64>,
+    /// Built-in issuer: the most unexpired device codes kept at once [default: 10000].
+    #[arg(long, value_name = "N", hide = true)]
+    pub issuer_max_device_codes: Option<u64>,
+    /// Built-in issuer: the most keys each rate-limit table remembers [default: 10000].
+    #[arg(long, value_name = "N", hide = true)]
+    pub issuer_rate_limit_keys: Option<u64>,
+    /// Server mode: the reverse proxies in front of the hub, ADDR[,ADDR]; only their
+    /// X-Forwarded-For is believed when rate-limiting sign-ins [default: none].
+    #[arg(long, value_name = "ADDRS")]
+    pub trusted_proxy: Option<String>,
     /// Built-in issuer: the sender of invitation mail, e.g. "Heph <hub@example.org>"
     /// (the server is smtp_url, set only in HEPH_SMTP_URL or the config file).
     #[arg(long, value_name = "ADDRESS", global = true)]
@@ -178,6 +192,11 @@ pub struct Config {
     pub builtin_issuer: Setting<bool>,
     pub issuer_access_ttl_secs: Setting<u64>,
     pub issuer_poll_interval_secs: Setting<u64>,
+    pub issuer_sign_in_lifetime_secs: Setting<u64>,
+    pub issuer_max_device_codes: Setting<u64>,
+    pub issuer_rate_limit_keys: Setting<u64>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (none by default).
+    pub trusted_proxy: Option<Setting<crate::issuer::proxy::TrustedProxies>>,
     /// The SMTP server for invitations (may hold a password: never a flag, printed redacted).
     pub smtp_url: Option<Setting<String>>,
     pub smtp_from: Option<Setting<String>>,
@@ -210,6 +229,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "builtin_issuer",
     "issuer_access_ttl",
     "issuer_poll_interval",
+    "issuer_sign_in_lifetime",
+    "issuer_max_device_codes",
+    "issuer_rate_limit_keys",
+    "trusted_proxy",
     "smtp_url",
     "smtp_from",
     "hub_url",
@@ -348,6 +371,22 @@ impl Config {
                     })
                 })
         };
+        let count = |key: &str, flag: &'static str, v: Option<u64>, default: &str| {
+            layers
+                .get_or(key, v.map(|s| (flag, s.to_string())), default)
+                .and_then(|s| {
+                    parse_setting(s, key, |t| match t.parse::<u64>() {
+                        Ok(n) if n > 0 && n <= u64::from(u32::MAX) => Ok(n),
+                        _ => Err(format!("{t:?} is not a positive whole number")),
+                    })
+                })
+        };
+        let trusted_proxy = match text("trusted_proxy", "--trusted-proxy", &args.trusted_proxy)? {
+            Some(s) => Some(parse_setting(s, "trusted_proxy", |t| {
+                crate::issuer::proxy::TrustedProxies::parse(t).map_err(|e| e.to_string())
+            })?),
+            None => None,
+        };
         Ok(Config {
             builtin_issuer: parse_setting(builtin, "builtin_issuer", parse_bool)?,
             issuer_access_ttl_secs: secs(
@@ -362,6 +401,25 @@ impl Config {
                 args.issuer_poll_interval,
                 "5",
             )?,
+            issuer_sign_in_lifetime_secs: secs(
+                "issuer_sign_in_lifetime",
+                "--issuer-sign-in-lifetime",
+                args.issuer_sign_in_lifetime,
+                &crate::issuer::grants::DEFAULT_SIGN_IN_LIFETIME_SECS.to_string(),
+            )?,
+            issuer_max_device_codes: count(
+                "issuer_max_device_codes",
+                "--issuer-max-device-codes",
+                args.issuer_max_device_codes,
+                "10000",
+            )?,
+            issuer_rate_limit_keys: count(
+                "issuer_rate_limit_keys",
+                "--issuer-rate-limit-keys",
+                args.issuer_rate_limit_keys,
+                "10000",
+            )?,
+            trusted_proxy,
             smtp_url: layers.get("smtp_url", None)?,
             smtp_from: text("smtp_from", "--smtp-from", &args.smtp_from)?,
             listen: layers.get_or(
@@ -457,6 +515,9 @@ impl Config {
                 &self.builtin_issuer.source,
             ),
         ];
+        if let Some(s) = &self.trusted_proxy {
+            rows.push(("trusted_proxy", s.value.to_string(), &s.source));
+        }
         if let Some(s) = &self.smtp_url {
             rows.push(("smtp_url", crate::issuer::mail::redact(&s.value), &s.source));
         }
@@ -467,6 +528,12 @@ impl Config {
             for (key, s) in [
                 ("issuer_access_ttl", &self.issuer_access_ttl_secs),
                 ("issuer_poll_interval", &self.issuer_poll_interval_secs),
+                (
+                    "issuer_sign_in_lifetime",
+                    &self.issuer_sign_in_lifetime_secs,
+                ),
+                ("issuer_max_device_codes", &self.issuer_max_device_codes),
+                ("issuer_rate_limit_keys", &self.issuer_rate_limit_keys),
             ] {
                 rows.push((key, s.value.to_string(), &s.source));
             }
@@ -624,6 +691,32 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid value for token_store (environment HEPH_TOKEN_STORE): \"vault\" is not one of keyring, file, command, memory"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_resolve_print_and_refuse_names() {
+        let c = resolve(
+            &["--builtin-issuer"],
+            &[("HOME", "/h"), ("HEPH_TRUSTED_PROXY", "127.0.0.1, ::1")],
+            None,
+        )
+        .unwrap();
+        let text = c.render();
+        assert!(text.contains("trusted_proxy = \"127.0.0.1,::1\""), "{text}");
+        assert!(text.contains("# environment HEPH_TRUSTED_PROXY"), "{text}");
+        assert!(
+            text.contains("issuer_sign_in_lifetime = \"7776000\""),
+            "{text}"
+        );
+        let c = resolve(&[], &[("HOME", "/h")], None).unwrap();
+        assert!(c.trusted_proxy.is_none(), "no proxy is trusted by default");
+        let err = resolve(&["--trusted-proxy", "proxy.lan"], &[("HOME", "/h")], None).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "invalid value for trusted_proxy (flag --trusted-proxy): \"proxy.lan\" is not an IP address"
+            ),
+            "{err}"
         );
     }
 

@@ -242,11 +242,21 @@ fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
         }
     };
     let public_url = match &config.public_url {
-        Some(u) => HubUrl::parse(&u.value)
-            .map_err(|e| DaemonError::Settings(format!("{e} (from {})", u.source)))?
-            .to_string(),
-        None => String::new(),
+        Some(u) => Some(
+            HubUrl::parse(&u.value)
+                .map_err(|e| DaemonError::Settings(format!("{e} (from {})", u.source)))?,
+        ),
+        None => None,
     };
+    if config.builtin_issuer.value {
+        issuer_transport(tls.is_some(), public_url.as_ref(), addr)
+            .map_err(DaemonError::Settings)?;
+    } else if config.trusted_proxy.is_some() {
+        tracing::warn!(
+            "--trusted-proxy is read only by the built-in issuer's rate limits; without --builtin-issuer it changes nothing"
+        );
+    }
+    let public_url = public_url.map(|u| u.to_string()).unwrap_or_default();
     Ok(HubSettings {
         addr,
         tls,
@@ -254,6 +264,30 @@ fn hub_settings(config: &Config) -> Result<HubSettings, DaemonError> {
         auth,
         owner_sub,
     })
+}
+
+/// Whether the built-in issuer's pages and token endpoint would be
+/// reached over TLS: the hub's own (`--tls-cert`), or a TLS-terminating
+/// proxy in front, which an `https://` public URL states. Plain http is
+/// allowed only when both the public URL and the listener are loopback
+/// (a hub for this machine alone); anything else would carry passwords
+/// and refresh tokens across the network in clear.
+fn issuer_transport(
+    tls: bool,
+    public_url: Option<&HubUrl>,
+    listen: SocketAddr,
+) -> Result<(), String> {
+    if tls || public_url.is_some_and(HubUrl::is_https) {
+        return Ok(());
+    }
+    let shown = public_url.map_or_else(|| format!("http://{listen}"), ToString::to_string);
+    let local_url = public_url.is_none_or(HubUrl::is_loopback);
+    if local_url && listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "--builtin-issuer refuses the plain http:// address {shown}, which would carry passwords and refresh tokens across the network in clear; add --tls-cert and --tls-key, or put a TLS-terminating proxy in front and give its address with --public-url https://…"
+    ))
 }
 
 /// Raises the open-file limit to its hard maximum: each idle long poll holds a socket.
@@ -399,6 +433,7 @@ pub async fn run_with_clock(
         let lp = spoke::sync_loop::SyncLoop::new(ctx.clone(), db.clone(), client, handle);
         tokio::spawn(lp.run(now_rx, shutdown.clone()))
     });
+    let mut sweeper = None;
     let hub_task = match (hub_settings, tcp) {
         (Some(settings), Some(tcp)) => {
             let bound = tcp.local_addr().map_err(|source| DaemonError::Listen {
@@ -421,6 +456,11 @@ pub async fn run_with_clock(
                     let (policy, issuer) =
                         builtin_issuer(config, db_path, &public_url, clock.clone())?;
                     tracing::info!(issuer = %public_url, "the hub is its own OpenID issuer (--builtin-issuer); add accounts with hephd user add");
+                    sweeper = Some(tokio::spawn(
+                        issuer
+                            .clone()
+                            .run_sweeper(std::time::Duration::from_secs(60), shutdown.clone()),
+                    ));
                     (policy, Some(issuer))
                 }
             };
@@ -460,6 +500,9 @@ pub async fn run_with_clock(
     if let Some(t) = hub_task {
         let _ = t.await;
     }
+    if let Some(t) = sweeper {
+        let _ = t.await;
+    }
     if let Some(t) = sync_task {
         let _ = t.await;
     }
@@ -486,13 +529,24 @@ fn builtin_issuer(
     let mut settings = issuer::IssuerSettings::new(public_url);
     settings.access_ttl = std::time::Duration::from_secs(config.issuer_access_ttl_secs.value);
     settings.poll_interval = std::time::Duration::from_secs(config.issuer_poll_interval_secs.value);
+    settings.sign_in_lifetime =
+        std::time::Duration::from_secs(config.issuer_sign_in_lifetime_secs.value);
+    settings.max_live_device_codes = config.issuer_max_device_codes.value as u32;
+    if let Some(p) = &config.trusted_proxy {
+        settings.trusted_proxies = p.value.clone();
+    }
     let oidc = hub::bearer::OidcSettings {
         issuer: settings.issuer.clone(),
         audience: settings.audience.clone(),
         client_id: settings.client_id.clone(),
         scopes: published_scopes(config),
     };
-    let issuer = Arc::new(issuer::Issuer::new(settings, store, clock));
+    let issuer = Arc::new(issuer::Issuer::with_limiter_capacity(
+        settings,
+        store,
+        clock,
+        config.issuer_rate_limit_keys.value as usize,
+    ));
     let source = issuer.clone();
     let read: hub::jwks::LocalJwks = Arc::new(move || {
         let source = source.clone();
@@ -527,4 +581,45 @@ fn bind_socket(socket: &Path) -> Result<UnixListener, DaemonError> {
     })?;
     instance::restrict_socket(socket)?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(tls, public URL, listen)` → whether the built-in issuer may start.
+    fn check(tls: bool, public_url: Option<&str>, listen: &str, ok: bool) {
+        let url = public_url.map(|u| HubUrl::parse(u).unwrap());
+        let got = issuer_transport(tls, url.as_ref(), listen.parse().unwrap());
+        assert_eq!(got.is_ok(), ok, "{tls} {public_url:?} {listen}: {got:?}");
+        if let Err(e) = got {
+            assert!(e.contains("--public-url https://"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_builtin_issuer_needs_tls_off_this_machine() {
+        check(false, None, "127.0.0.1:7447", true);
+        check(false, Some("http://localhost:7447"), "[::1]:7447", true);
+        check(false, None, "0.0.0.0:7447", false);
+        check(
+            false,
+            Some("http://hub.example.org"),
+            "127.0.0.1:7447",
+            false,
+        );
+        check(false, Some("http://192.0.2.7:7447"), "0.0.0.0:7447", false);
+        // A loopback URL does not make a listener on every interface safe.
+        check(false, Some("http://127.0.0.1:7447"), "0.0.0.0:7447", false);
+        // TLS here, or a TLS-terminating proxy stated by an https URL.
+        check(true, None, "0.0.0.0:7447", true);
+        check(true, Some("http://hub.example.org"), "0.0.0.0:7447", true);
+        check(
+            false,
+            Some("https://hub.example.org"),
+            "127.0.0.1:7447",
+            true,
+        );
+        check(false, Some("https://hub.example.org"), "0.0.0.0:7447", true);
+    }
 }

@@ -208,9 +208,12 @@ pub fn run_user(ctx: &AdminContext<'_>, cmd: UserCommand) -> Result<(), AdminErr
             }
             let password = read_new_password(&name)?;
             let hash = passwords::hash(&password).map_err(fail)?;
-            issuer.set_password(&name, &hash, now_ms()).map_err(fail)?;
+            issuer
+                .change_password(&name, &hash, now_ms())
+                .map_err(fail)?;
             println!(
-                "changed the password of {name}; devices already signed in stay signed in (disable the account to sign them out)"
+                "changed the password of {name} and signed out every device signed in as {name}: they refresh no more, and their access tokens expire within {} minutes",
+                ctx.access_ttl_secs.div_ceil(60)
             );
         }
         UserCommand::Disable { name } => {

@@ -9,6 +9,7 @@
 //! HTTP (see [`routes`](super::routes) and [`page`](super::page)); the
 //! state lives in [`store`](super::store), reached on a blocking thread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ use serde_json::{Value, json};
 use super::keys::random_token;
 use super::limiter::{Budget, Limiter};
 use super::passwords::{self, Check};
-use super::store::{Account, DeviceState, Family, IssuerStore, IssuerStoreError, RefreshUse};
+use super::store::{
+    Account, DeviceInsert, DevicePoll, DeviceState, Family, IssuerStore, IssuerStoreError,
+    RefreshUse,
+};
 
 /// The OAuth grant type of the device flow.
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -27,6 +31,14 @@ pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "offline_access", "profile"];
 /// Letters of user codes: no vowels (no words), no look-alikes (RFC 8628 §6.1).
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+
+/// The default absolute lifetime of a sign-in (90 days).
+pub const DEFAULT_SIGN_IN_LIFETIME_SECS: u64 = 90 * 86_400;
+/// How long an expired device code is kept, so that a late poll hears
+/// `expired_token` rather than `invalid_grant`.
+const EXPIRED_DEVICE_GRACE_MS: i64 = 15 * 60_000;
+/// Device codes deleted per sweep transaction.
+const PRUNE_BATCH: u32 = 500;
 
 /// The built-in issuer's settings.
 #[derive(Debug, Clone)]
@@ -41,6 +53,15 @@ pub struct IssuerSettings {
     pub refresh_ttl: Duration,
     pub device_ttl: Duration,
     pub poll_interval: Duration,
+    /// The absolute lifetime of a sign-in: its refresh tokens stop working
+    /// this long after the device was approved, however often they rotate.
+    pub sign_in_lifetime: Duration,
+    /// The most unexpired device authorizations kept at once.
+    pub max_live_device_codes: u32,
+    /// Device authorizations per client address per minute.
+    pub device_codes_per_minute: u32,
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: super::proxy::TrustedProxies,
 }
 
 impl IssuerSettings {
@@ -55,6 +76,10 @@ impl IssuerSettings {
             refresh_ttl: Duration::from_secs(30 * 86_400),
             device_ttl: Duration::from_secs(600),
             poll_interval: Duration::from_secs(5),
+            sign_in_lifetime: Duration::from_secs(DEFAULT_SIGN_IN_LIFETIME_SECS),
+            max_live_device_codes: 10_000,
+            device_codes_per_minute: 20,
+            trusted_proxies: super::proxy::TrustedProxies::default(),
         }
     }
 
@@ -70,14 +95,17 @@ pub struct OAuthError {
     pub status: u16,
     pub error: &'static str,
     pub description: String,
+    /// When to try again (sent as `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl OAuthError {
-    fn new(status: u16, error: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(status: u16, error: &'static str, description: impl Into<String>) -> Self {
         Self {
             status,
             error,
             description: description.into(),
+            retry_after: None,
         }
     }
     fn grant(description: impl Into<String>) -> Self {
@@ -149,26 +177,68 @@ pub struct Issuer {
     pub settings: IssuerSettings,
     store: Arc<Mutex<IssuerStore>>,
     clock: Arc<dyn Clock>,
-    per_account: Limiter,
-    per_address: Limiter,
+    limits: SignInLimits,
+    device_per_address: Limiter,
+    /// Until when (ms) the live device codes are known to be at their cap:
+    /// a flood past the cap is refused without touching the store.
+    device_full_until_ms: AtomicU64,
+}
+
+/// The sign-in limits (docs/decisions.md, 2026-12-02): a stranger cannot
+/// lock a chosen account from one address, since the tight limit is per
+/// (account, address) pair; the per-account limit is looser and needs
+/// many addresses to reach; the per-address limit stops one address from
+/// trying many accounts.
+struct SignInLimits {
+    /// Five wrong guesses per account from one address per 15 minutes.
+    pair: Limiter,
+    /// Fifty per account per hour, from all addresses together.
+    account: Limiter,
+    /// Thirty per address per 10 minutes (a household behind one NAT).
+    address: Limiter,
+}
+
+impl SignInLimits {
+    fn new(max_keys: usize) -> Self {
+        let budget = |attempts, secs| Budget {
+            attempts,
+            window: Duration::from_secs(secs),
+        };
+        Self {
+            pair: Limiter::with_capacity(budget(5, 900), max_keys),
+            account: Limiter::with_capacity(budget(50, 3_600), max_keys),
+            address: Limiter::with_capacity(budget(30, 600), max_keys),
+        }
+    }
 }
 
 impl Issuer {
     pub fn new(settings: IssuerSettings, store: IssuerStore, clock: Arc<dyn Clock>) -> Self {
+        Self::with_limiter_capacity(settings, store, clock, super::limiter::MAX_KEYS)
+    }
+
+    /// [`new`](Self::new) with rate-limit tables of `max_keys` keys each
+    /// (a small table lets a test fill it).
+    pub fn with_limiter_capacity(
+        settings: IssuerSettings,
+        store: IssuerStore,
+        clock: Arc<dyn Clock>,
+        max_keys: usize,
+    ) -> Self {
+        let device_per_address = Limiter::with_capacity(
+            Budget {
+                attempts: settings.device_codes_per_minute.max(1),
+                window: Duration::from_secs(60),
+            },
+            max_keys,
+        );
         Self {
             settings,
             store: Arc::new(Mutex::new(store)),
             clock,
-            // Five wrong guesses per account per 15 minutes; thirty attempts
-            // per address per 10 minutes (a household behind one NAT).
-            per_account: Limiter::new(Budget {
-                attempts: 5,
-                window: Duration::from_secs(900),
-            }),
-            per_address: Limiter::new(Budget {
-                attempts: 30,
-                window: Duration::from_secs(600),
-            }),
+            limits: SignInLimits::new(max_keys),
+            device_per_address,
+            device_full_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -189,6 +259,16 @@ impl Issuer {
         .await
         .map_err(OAuthError::server)?
         .map_err(OAuthError::server)
+    }
+
+    /// The rate-limit key of the client that sent a request (see
+    /// [`proxy`](super::proxy)).
+    pub fn client_key(
+        &self,
+        headers: &axum::http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> String {
+        super::proxy::rate_key(self.settings.trusted_proxies.client(headers, peer))
     }
 
     /// The OpenID discovery document.
@@ -264,14 +344,48 @@ impl Issuer {
         Ok(out.join(" "))
     }
 
-    /// The device authorization endpoint.
+    /// The device authorization endpoint, for a client at `address` (a
+    /// rate-limit key, see [`proxy`](super::proxy)). Each address gets
+    /// [`IssuerSettings::device_codes_per_minute`]; past it, 429
+    /// `slow_down` before any store work. At most
+    /// [`IssuerSettings::max_live_device_codes`] live codes exist at once;
+    /// past that, 503 `temporarily_unavailable`.
     pub async fn authorize_device(
         &self,
         client_id: Option<&str>,
         scope: Option<&str>,
+        address: &str,
     ) -> Result<DeviceGrant, OAuthError> {
+        if let Err(refused) = self
+            .device_per_address
+            .attempt(&format!("device:{address}"), self.clock.now_ms())
+        {
+            let after = refused.retry_after();
+            return Err(OAuthError {
+                retry_after: Some(after),
+                ..OAuthError::new(
+                    429,
+                    "slow_down",
+                    format!(
+                        "too many device authorizations from this address; try again in {} s",
+                        after.as_secs()
+                    ),
+                )
+            });
+        }
         self.check_client(client_id)?;
         let scope = Self::check_scope(scope)?;
+        let full = || OAuthError {
+            retry_after: Some(Duration::from_secs(60)),
+            ..OAuthError::new(
+                503,
+                "temporarily_unavailable",
+                "too many sign-ins are pending on this hub; try again in a minute",
+            )
+        };
+        if self.clock.now_ms() < self.device_full_until_ms.load(Ordering::Relaxed) {
+            return Err(full());
+        }
         let device_code = random_token(32);
         let user_code = new_user_code();
         let now = self.now_ms();
@@ -279,18 +393,31 @@ impl Issuer {
         let interval = self.settings.poll_interval.as_secs().max(1);
         let client = self.settings.client_id.clone();
         let (dc, uc) = (device_code.clone(), normalize_user_code(&user_code));
-        self.with_store(move |s| {
-            s.insert_device(
-                &dc,
-                &uc,
-                &client,
-                &scope,
-                now,
-                now + ttl.as_millis() as i64,
-                interval as i64,
-            )
-        })
-        .await?;
+        let max_live = self.settings.max_live_device_codes;
+        let inserted = self
+            .with_store(move |s| {
+                s.insert_device(
+                    &dc,
+                    &uc,
+                    &client,
+                    &scope,
+                    now,
+                    now + ttl.as_millis() as i64,
+                    interval as i64,
+                    max_live,
+                )
+            })
+            .await?;
+        if inserted == DeviceInsert::Full {
+            // Counted again in a second at the earliest.
+            self.device_full_until_ms
+                .store(self.clock.now_ms() + 1_000, Ordering::Relaxed);
+            tracing::warn!(
+                max_live,
+                "refused a device authorization: the most live device codes the issuer keeps are pending"
+            );
+            return Err(full());
+        }
         Ok(DeviceGrant {
             device_code,
             verification_uri: self.settings.url("/device"),
@@ -317,11 +444,19 @@ impl Issuer {
         };
         let now = self.now_ms();
         let dc = device_code.clone();
-        let Some(row) = self.with_store(move |s| s.poll_device(&dc, now)).await? else {
+        let Some(DevicePoll {
+            row,
+            family,
+            revoked_family,
+        }) = self.with_store(move |s| s.poll_device(&dc, now)).await?
+        else {
             return Err(OAuthError::grant(
                 "the device code is not one this issuer gave out",
             ));
         };
+        if revoked_family {
+            tracing::warn!(sub = ?row.sub, "a device code was presented again after it was exchanged: revoked the sign-in it gave");
+        }
         // An approved code must also be exchanged before it expires: a
         // device that comes back later starts again.
         if row.expires_ms <= now {
@@ -366,7 +501,7 @@ impl Issuer {
             DeviceState::Approved => {
                 let sub = row.sub.unwrap_or_default();
                 let family = Family {
-                    family: random_token(12),
+                    family: family.unwrap_or_else(|| random_token(12)),
                     sub,
                     client_id: row.client_id,
                     scope: row.scope,
@@ -393,8 +528,9 @@ impl Issuer {
         };
         let now = self.now_ms();
         let ttl = self.settings.refresh_ttl.as_millis() as i64;
+        let max_age = self.settings.sign_in_lifetime.as_millis() as i64;
         match self
-            .with_store(move |s| s.use_refresh(&token, now, ttl))
+            .with_store(move |s| s.use_refresh(&token, now, ttl, max_age))
             .await?
         {
             RefreshUse::Rotated { family, new_token } => self.issue(family, Some(new_token)).await,
@@ -410,6 +546,10 @@ impl Issuer {
             RefreshUse::Expired => Err(OAuthError::grant(
                 "the refresh token has expired; sign in again",
             )),
+            RefreshUse::SignInTooOld => Err(OAuthError::grant(format!(
+                "this sign-in is older than {} days, the most a sign-in lasts on this hub; sign in again",
+                self.settings.sign_in_lifetime.as_secs() / 86_400
+            ))),
             RefreshUse::Unknown => Err(OAuthError::grant(
                 "the refresh token is not one this issuer gave out",
             )),
@@ -549,9 +689,11 @@ impl Issuer {
             .await
     }
 
-    /// Signs a local account in: rate-limited per account and address,
+    /// Signs a local account in: rate-limited per address, per (account,
+    /// address) pair and, more loosely, per account (see [`SignInLimits`]);
     /// the same answer (after the same work) for an unknown user and a wrong
     /// password, and a hash made under older parameters is upgraded.
+    /// `address` is a rate-limit key (see [`proxy`](super::proxy)).
     pub async fn sign_in(
         &self,
         username: &str,
@@ -561,12 +703,19 @@ impl Issuer {
         let name = normalize_username(username);
         let now = self.clock.now_ms();
         let account_key = format!("account:{name}");
-        self.per_address
+        let pair_key = format!("pair:{address} {name}");
+        self.limits
+            .address
             .attempt(&format!("address:{address}"), now)
-            .map_err(SignInError::RateLimited)?;
-        self.per_account
+            .map_err(|r| SignInError::RateLimited(r.retry_after()))?;
+        self.limits
+            .pair
+            .attempt(&pair_key, now)
+            .map_err(|r| SignInError::RateLimited(r.retry_after()))?;
+        self.limits
+            .account
             .attempt(&account_key, now)
-            .map_err(SignInError::RateLimited)?;
+            .map_err(|r| SignInError::RateLimited(r.retry_after()))?;
         let store = self.store.clone();
         let password = password.to_owned();
         let lookup = name.clone();
@@ -586,7 +735,7 @@ impl Issuer {
                     let _ = store
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .set_password(&lookup, &new_hash, now as i64);
+                        .rehash_password(&lookup, &new_hash, now as i64);
                 }
                 Ok((account, check))
             },
@@ -602,7 +751,8 @@ impl Issuer {
         };
         match (account, check) {
             (Some(a), Check::Right | Check::RightNeedsUpgrade) => {
-                self.per_account.clear(&account_key);
+                self.limits.pair.clear(&pair_key);
+                self.limits.account.clear(&account_key);
                 if a.disabled {
                     Err(SignInError::Disabled)
                 } else {
@@ -610,6 +760,50 @@ impl Issuer {
                 }
             }
             _ => Err(SignInError::Wrong),
+        }
+    }
+
+    /// Deletes device authorizations that expired more than a grace period
+    /// ago, in batches of [`PRUNE_BATCH`] (the store is free between
+    /// batches); returns how many. Run periodically by
+    /// [`run_sweeper`](Self::run_sweeper), never on a request.
+    pub async fn prune_device_codes(&self) -> Result<usize, OAuthError> {
+        let before = self.now_ms() - EXPIRED_DEVICE_GRACE_MS;
+        let mut total = 0;
+        loop {
+            let n = self
+                .with_store(move |s| s.prune_devices(before, PRUNE_BATCH))
+                .await?;
+            total += n;
+            if n < PRUNE_BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Prunes expired device codes every `every` until `shutdown` turns true.
+    pub async fn run_sweeper(
+        self: Arc<Self>,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match self.prune_device_codes().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(deleted = n, "pruned expired device codes"),
+                        Err(e) => tracing::warn!(error = %e, "could not prune expired device codes"),
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -766,7 +960,10 @@ mod tests {
             store,
             clock.clone(),
         );
-        let grant = issuer.authorize_device(Some("heph"), None).await.unwrap();
+        let grant = issuer
+            .authorize_device(Some("heph"), None, "192.0.2.1")
+            .await
+            .unwrap();
         assert!(issuer.decide(&grant.user_code, Some(sub)).await.unwrap());
         clock.advance(grant.expires_in * 1000 + 1);
         let e = issuer

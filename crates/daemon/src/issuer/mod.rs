@@ -7,7 +7,8 @@
 //! verification page ([`page`]), a token endpoint with refresh-token
 //! rotation and reuse detection, and RFC 7009 revocation ([`grants`],
 //! [`routes`]). Local accounts have Argon2id passwords ([`passwords`]) and
-//! sign-in is rate-limited ([`limiter`]); [`admin`] is `hephd user …` and
+//! sign-in and device authorization are rate-limited per client
+//! ([`limiter`], the client found by [`proxy`]); [`admin`] is `hephd user …` and
 //! `hephd issuer rotate-key`, and [`mail`] sends invitations over SMTP. The hub verifies these tokens with the same
 //! verifier as an external issuer's, reading the JWKS from the database
 //! instead of over HTTP.
@@ -19,6 +20,7 @@ pub mod limiter;
 pub mod mail;
 pub mod page;
 pub mod passwords;
+pub mod proxy;
 pub mod routes;
 pub mod store;
 

@@ -13,7 +13,6 @@
 //! account by a short-lived, single-use ticket kept in memory.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -218,22 +217,6 @@ Reload the page and try again (cookies must be allowed, and the hub must be reac
     )
 }
 
-/// The client's address for rate limiting: the peer, or — when the peer
-/// is a reverse proxy on this machine — the address it forwarded.
-fn client_address(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    let peer_ip = peer.map(|p| p.ip());
-    if peer_ip.is_none_or(|ip| ip.is_loopback())
-        && let Some(forwarded) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return forwarded.to_string();
-    }
-    peer_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string())
-}
-
 fn sign_in_form(csrf: &str, user_code: &str, username: &str, error: Option<&str>) -> String {
     let error = error
         .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
@@ -269,13 +252,15 @@ async fn device_page(headers: HeaderMap, Query(q): Query<CodeQuery>) -> Response
     )
 }
 
-fn scope_list(scope: &str) -> String {
+fn scope_list(scope: &str, lifetime_days: u64) -> String {
+    let offline =
+        format!("stay signed in (up to {lifetime_days} days, until you sign out or it is revoked)");
     scope
         .split_whitespace()
         .map(|s| {
             let what = match s {
                 "openid" => "know who you are on this hub",
-                "offline_access" => "stay signed in (until you sign out or it is revoked)",
+                "offline_access" => offline.as_str(),
                 "profile" => "see your user name",
                 _ => "",
             };
@@ -297,7 +282,7 @@ async fn device_sign_in(
     let csrf = form.get("csrf").cloned().unwrap_or_default();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let (user_code, username, password) = (get("user_code"), get("username"), get("password"));
-    let address = client_address(&headers, peer.map(|p| p.0.0));
+    let address = state.issuer.client_key(&headers, peer.map(|p| p.0.0));
     let retry = |status, message: &str| {
         page(
             status,
@@ -374,7 +359,15 @@ async fn device_sign_in(
         user = escape(&account.username),
         code = escape(&pending.user_code),
         client = escape(&pending.client_id),
-        scopes = scope_list(&pending.scope),
+        scopes = scope_list(
+            &pending.scope,
+            state
+                .issuer
+                .settings
+                .sign_in_lifetime
+                .as_secs()
+                .div_ceil(86_400)
+        ),
         action = path::DEVICE_DECISION,
         csrf = escape(&csrf),
         ticket = escape(&ticket),
@@ -592,20 +585,6 @@ mod tests {
             escape("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-    }
-
-    #[test]
-    fn the_rate_limit_address_trusts_forwarding_only_from_a_local_proxy() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.9, 198.51.100.7"),
-        );
-        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
-        assert_eq!(client_address(&h, Some(local)), "198.51.100.7");
-        assert_eq!(client_address(&h, Some(remote)), "192.0.2.1");
-        assert_eq!(client_address(&HeaderMap::new(), Some(local)), "127.0.0.1");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::grants::{DEVICE_GRANT, Issuer, OAuthError};
 use super::page::{self, PageState};
 use crate::db::Db;
 use crate::hub::routes::{BODY_TIMEOUT, BodyError, read_limited};
+use crate::hub::serve::PeerAddr;
 
 /// Paths the issuer serves.
 pub mod path {
@@ -60,11 +61,7 @@ pub async fn read_form(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<HashMap<String, String>, OAuthError> {
-    let bad = |d: &str| OAuthError {
-        status: 400,
-        error: "invalid_request",
-        description: d.to_owned(),
-    };
+    let bad = |d: &str| OAuthError::new(400, "invalid_request", d);
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -79,19 +76,19 @@ pub async fn read_form(
     let bytes = read_limited(body, MAX_FORM_BYTES)
         .await
         .map_err(|e| match e {
-            BodyError::TooLarge => OAuthError {
-                status: 413,
-                error: "invalid_request",
-                description: format!("the form is larger than {MAX_FORM_BYTES} bytes"),
-            },
-            BodyError::Timeout => OAuthError {
-                status: 408,
-                error: "invalid_request",
-                description: format!(
+            BodyError::TooLarge => OAuthError::new(
+                413,
+                "invalid_request",
+                format!("the form is larger than {MAX_FORM_BYTES} bytes"),
+            ),
+            BodyError::Timeout => OAuthError::new(
+                408,
+                "invalid_request",
+                format!(
                     "the form did not arrive within {} s",
                     BODY_TIMEOUT.as_secs()
                 ),
-            },
+            ),
             BodyError::Broken(cause) => bad(&format!("the form could not be read: {cause}")),
         })?;
     let mut fields = HashMap::new();
@@ -120,13 +117,19 @@ fn no_store(mut resp: Response) -> Response {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        no_store(
+        let mut resp = no_store(
             (
                 status,
                 axum::Json(json!({"error": self.error, "error_description": self.description})),
             )
                 .into_response(),
-        )
+        );
+        if let Some(after) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 
@@ -160,6 +163,7 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
 
 async fn device_authorization(
     State(issuer): State<Arc<Issuer>>,
+    peer: Option<axum::Extension<PeerAddr>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
@@ -167,8 +171,9 @@ async fn device_authorization(
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
+    let address = issuer.client_key(&headers, peer.map(|p| p.0.0));
     match issuer
-        .authorize_device(field(&form, "client_id"), field(&form, "scope"))
+        .authorize_device(field(&form, "client_id"), field(&form, "scope"), &address)
         .await
     {
         Ok(grant) => no_store(axum::Json(grant).into_response()),
@@ -193,18 +198,16 @@ async fn token(
                 .await
         }
         Some("refresh_token") => issuer.refresh(client, field(&form, "refresh_token")).await,
-        Some(other) => Err(OAuthError {
-            status: 400,
-            error: "unsupported_grant_type",
-            description: format!(
-                "this issuer offers the device_code and refresh_token grants, not {other:?}"
-            ),
-        }),
-        None => Err(OAuthError {
-            status: 400,
-            error: "invalid_request",
-            description: "grant_type is missing".into(),
-        }),
+        Some(other) => Err(OAuthError::new(
+            400,
+            "unsupported_grant_type",
+            format!("this issuer offers the device_code and refresh_token grants, not {other:?}"),
+        )),
+        None => Err(OAuthError::new(
+            400,
+            "invalid_request",
+            "grant_type is missing",
+        )),
     };
     match result {
         Ok(tokens) => no_store(axum::Json(tokens).into_response()),

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::keys::{SigningKey, hash_secret, random_token};
 
 /// This code's issuer schema version.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE issuer_keys (
@@ -72,6 +72,16 @@ CREATE TABLE issuer_invites (
     expires_ms INTEGER NOT NULL,
     used_ms INTEGER
 );
+";
+
+/// Version 2: device codes are found by expiry through an index (the
+/// sweep of expired ones no longer scans the table), remember the
+/// refresh-token family they were exchanged for (so a replayed code can
+/// revoke it), and families are found by subject.
+const SCHEMA_V2: &str = "
+CREATE INDEX issuer_device_codes_by_expiry ON issuer_device_codes (expires_ms);
+ALTER TABLE issuer_device_codes ADD COLUMN family TEXT;
+CREATE INDEX issuer_families_by_sub ON issuer_families (sub);
 ";
 
 /// Why the issuer's store failed. Each reads as one sentence.
@@ -137,6 +147,9 @@ pub struct DeviceRow {
     pub state: DeviceState,
     pub sub: Option<String>,
     pub auth_time_ms: Option<i64>,
+    /// The refresh-token family this code was exchanged for (set when an
+    /// approved code is exchanged).
+    pub family: Option<String>,
 }
 
 /// Where a device authorization stands.
@@ -190,10 +203,34 @@ pub enum RefreshUse {
     Reused {
         family: Family,
     },
-    /// Its family was revoked (sign-out, reuse, disabled account).
+    /// Its family was revoked (sign-out, reuse, disabled account, a new
+    /// password, a replayed device code).
     Revoked,
     Expired,
+    /// Its family is older than the absolute lifetime of a sign-in.
+    SignInTooOld,
     Unknown,
+}
+
+/// What recording a new device authorization did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceInsert {
+    Inserted,
+    /// As many codes as allowed are live already: nothing was recorded.
+    Full,
+}
+
+/// What polling a device code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePoll {
+    /// The row as it was before this poll.
+    pub row: DeviceRow,
+    /// Set when this poll exchanged an approved code: the id of the family
+    /// its tokens must belong to.
+    pub family: Option<String>,
+    /// True when an already exchanged code came back: the family it was
+    /// exchanged for is now revoked.
+    pub revoked_family: bool,
 }
 
 /// The device authorization whose `column` (a hash column) is `hash`.
@@ -204,7 +241,7 @@ fn query_device(
 ) -> rusqlite::Result<Option<DeviceRow>> {
     conn.query_row(
         &format!(
-            "SELECT client_id, scope, expires_ms, interval_s, last_poll_ms, state, sub, auth_time_ms
+            "SELECT client_id, scope, expires_ms, interval_s, last_poll_ms, state, sub, auth_time_ms, family
              FROM issuer_device_codes WHERE {column} = ?1"
         ),
         [hash],
@@ -218,6 +255,7 @@ fn query_device(
                 state: DeviceState::parse(&r.get::<_, String>(5)?),
                 sub: r.get(6)?,
                 auth_time_ms: r.get(7)?,
+                family: r.get(8)?,
             })
         },
     )
@@ -232,6 +270,20 @@ fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> IssuerStoreError + use<
         path: path.clone(),
         source,
     }
+}
+
+/// Revokes every live refresh-token family of `sub`, saying why.
+fn revoke_account_families(
+    conn: &Connection,
+    sub: &str,
+    why: &str,
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = ?3
+         WHERE sub = ?1 AND revoked_ms IS NULL",
+        params![sub, now_ms, why],
+    )
 }
 
 /// An invite that was spent.
@@ -301,6 +353,10 @@ impl IssuerStore {
             if found < 1 {
                 tx.execute_batch(SCHEMA_V1)?;
                 tx.execute("INSERT INTO issuer_schema (version) VALUES (1)", [])?;
+            }
+            if found < 2 {
+                tx.execute_batch(SCHEMA_V2)?;
+                tx.execute("INSERT INTO issuer_schema (version) VALUES (2)", [])?;
             }
             Ok(None)
         };
@@ -459,18 +515,51 @@ impl IssuerStore {
         .map_err(|e| self.err(e))
     }
 
-    /// Sets an account's password hash.
-    pub fn set_password(&mut self, username: &str, password_hash: &str, now_ms: i64) -> Result<()> {
-        let n = self
-            .conn
+    /// Gives an account a new password and revokes every refresh token it
+    /// holds (whoever knew the old password may have signed in with it),
+    /// in one transaction.
+    pub fn change_password(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let sql = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let sub: Option<String> = tx
+            .query_row(
+                "SELECT sub FROM issuer_accounts WHERE username = ?1",
+                [username],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        let Some(sub) = sub else {
+            return Err(IssuerStoreError::NoAccount(username.to_owned()));
+        };
+        tx.execute(
+            "UPDATE issuer_accounts SET password_hash = ?2, updated_ms = ?3 WHERE sub = ?1",
+            params![sub, password_hash, now_ms],
+        )
+        .map_err(&sql)?;
+        revoke_account_families(&tx, &sub, "password changed", now_ms).map_err(&sql)?;
+        tx.commit().map_err(&sql)
+    }
+
+    /// Replaces a password hash by one of the same password made under
+    /// newer parameters (sign-ins stay valid).
+    pub fn rehash_password(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.conn
             .execute(
                 "UPDATE issuer_accounts SET password_hash = ?2, updated_ms = ?3 WHERE username = ?1",
                 params![username, password_hash, now_ms],
             )
             .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(IssuerStoreError::NoAccount(username.to_owned()));
-        }
         Ok(())
     }
 
@@ -487,11 +576,7 @@ impl IssuerStore {
                 params![username, i64::from(disabled), now_ms],
             )?;
             if disabled {
-                tx.execute(
-                    "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = 'account disabled'
-                     WHERE sub = ?1 AND revoked_ms IS NULL",
-                    params![account.sub, now_ms],
-                )?;
+                revoke_account_families(&tx, &account.sub, "account disabled", now_ms)?;
                 // A link sent before must not hand the account back.
                 tx.execute(
                     "UPDATE issuer_invites SET used_ms = ?2 WHERE username = ?1 AND used_ms IS NULL",
@@ -507,7 +592,10 @@ impl IssuerStore {
 
     // ---- device authorizations ----
 
-    /// Records a new device authorization (codes stored hashed).
+    /// Records a new device authorization (codes stored hashed), unless
+    /// `max_live` unexpired ones exist already. The count reads the expiry
+    /// index and stops at `max_live`; expired rows are left to
+    /// [`prune_devices`](Self::prune_devices), off the request path.
     #[allow(clippy::too_many_arguments)]
     pub fn insert_device(
         &mut self,
@@ -518,19 +606,22 @@ impl IssuerStore {
         now_ms: i64,
         expires_ms: i64,
         interval_s: i64,
-    ) -> Result<()> {
-        // Expired authorizations are of no use to anyone: sweep them here.
+        max_live: u32,
+    ) -> Result<DeviceInsert> {
+        // A pending code lost to a power cut costs one new `heph auth
+        // login`: its commit need not wait for the disk (WAL mode keeps the
+        // file consistent; the next durable commit syncs it too). This keeps
+        // a flood of device authorizations from holding the store, and so
+        // every refresh, behind one fsync each.
         self.conn
-            .execute(
-                "DELETE FROM issuer_device_codes WHERE expires_ms < ?1",
-                [now_ms - 3_600_000],
-            )
+            .execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(|e| self.err(e))?;
-        self.conn
-            .execute(
+        let inserted = self.conn.execute(
                 "INSERT INTO issuer_device_codes
                  (device_hash, user_code_hash, client_id, scope, created_ms, expires_ms, interval_s, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending'
+                 WHERE (SELECT count(*) FROM (SELECT 1 FROM issuer_device_codes
+                        WHERE expires_ms > ?5 LIMIT ?8)) < ?8",
                 params![
                     hash_secret(device_code),
                     hash_secret(user_code),
@@ -538,11 +629,39 @@ impl IssuerStore {
                     scope,
                     now_ms,
                     expires_ms,
-                    interval_s
+                    interval_s,
+                    max_live
                 ],
+            );
+        let durable = self.conn.execute_batch("PRAGMA synchronous = FULL");
+        let n = inserted.map_err(|e| self.err(e))?;
+        durable.map_err(|e| self.err(e))?;
+        Ok(if n == 1 {
+            DeviceInsert::Inserted
+        } else {
+            DeviceInsert::Full
+        })
+    }
+
+    /// Deletes at most `batch` device authorizations that expired before
+    /// `before_ms`; returns how many. Called in a loop by the issuer's
+    /// sweeper, one short transaction per batch, so a request waits for
+    /// one batch at most.
+    pub fn prune_devices(&mut self, before_ms: i64, batch: u32) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM issuer_device_codes WHERE rowid IN
+                 (SELECT rowid FROM issuer_device_codes WHERE expires_ms < ?1 LIMIT ?2)",
+                params![before_ms, batch],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many device authorizations are stored (live or not).
+    pub fn device_count(&self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT count(*) FROM issuer_device_codes", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     fn device_where(&self, column: &str, hash: &str) -> Result<Option<DeviceRow>> {
@@ -577,40 +696,53 @@ impl IssuerStore {
         Ok(n == 1)
     }
 
-    /// One poll of the token endpoint for `device_code`: returns the row as
-    /// it was, records this poll's time, and marks an approved one used (so
-    /// it is exchanged exactly once).
-    pub fn poll_device(&mut self, device_code: &str, now_ms: i64) -> Result<Option<DeviceRow>> {
+    /// One poll of the token endpoint for `device_code`, in one
+    /// transaction: returns the row as it was and records this poll's time.
+    /// An approved code is marked used and given the id of the family its
+    /// tokens will belong to (so it is exchanged exactly once); a used code
+    /// presented again revokes that family (RFC 6749 §4.1.2: a code used
+    /// twice means someone else has it).
+    pub fn poll_device(&mut self, device_code: &str, now_ms: i64) -> Result<Option<DevicePoll>> {
         let hash = hash_secret(device_code);
+        let sql = sql_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql_error(&self.path))?;
-        let row = {
-            let this =
-                query_device(&tx, "device_hash", &hash).map_err(|e| IssuerStoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            if let Some(row) = &this {
-                let next = if row.state == DeviceState::Approved {
-                    DeviceState::Used
-                } else {
-                    row.state
-                };
-                tx.execute(
-                    "UPDATE issuer_device_codes SET last_poll_ms = ?2, state = ?3 WHERE device_hash = ?1",
-                    params![hash, now_ms, next.as_str()],
-                )
-                .map_err(|e| IssuerStoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            }
-            this
+            .map_err(&sql)?;
+        let Some(row) = query_device(&tx, "device_hash", &hash).map_err(&sql)? else {
+            return Ok(None);
         };
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(row)
+        let (next, family) = match row.state {
+            DeviceState::Approved => (DeviceState::Used, Some(random_token(12))),
+            other => (other, row.family.clone()),
+        };
+        tx.execute(
+            "UPDATE issuer_device_codes SET last_poll_ms = ?2, state = ?3, family = ?4 WHERE device_hash = ?1",
+            params![hash, now_ms, next.as_str(), family],
+        )
+        .map_err(&sql)?;
+        let mut revoked_family = false;
+        if row.state == DeviceState::Used
+            && let Some(f) = &row.family
+        {
+            revoked_family = tx
+                .execute(
+                    "UPDATE issuer_families SET revoked_ms = ?2, revoked_why = 'device code presented again'
+                     WHERE family = ?1 AND revoked_ms IS NULL",
+                    params![f, now_ms],
+                )
+                .map_err(&sql)?
+                > 0;
+        }
+        tx.commit().map_err(&sql)?;
+        let exchanged = (row.state == DeviceState::Approved)
+            .then_some(family)
+            .flatten();
+        Ok(Some(DevicePoll {
+            row,
+            family: exchanged,
+            revoked_family,
+        }))
     }
 
     /// Makes polling slower for this device code (after a `slow_down`).
@@ -655,8 +787,16 @@ impl IssuerStore {
     }
 
     /// Presents a refresh token: rotates it, or detects reuse and revokes
-    /// its family, in one transaction.
-    pub fn use_refresh(&mut self, token: &str, now_ms: i64, ttl_ms: i64) -> Result<RefreshUse> {
+    /// its family, in one transaction. A family older than `max_age_ms`
+    /// (the absolute lifetime of a sign-in) is over however recently its
+    /// tokens were rotated, and a rotated token never outlives its family.
+    pub fn use_refresh(
+        &mut self,
+        token: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+        max_age_ms: i64,
+    ) -> Result<RefreshUse> {
         let hash = hash_secret(token);
         let sql = sql_error(&self.path);
         let tx = self
@@ -674,9 +814,9 @@ impl IssuerStore {
         let Some((family_id, expires_ms, used_ms)) = found else {
             return Ok(RefreshUse::Unknown);
         };
-        let family: (Family, Option<i64>) = tx
+        let family: (Family, Option<i64>, i64) = tx
             .query_row(
-                "SELECT family, sub, client_id, scope, auth_time_ms, revoked_ms FROM issuer_families WHERE family = ?1",
+                "SELECT family, sub, client_id, scope, auth_time_ms, revoked_ms, created_ms FROM issuer_families WHERE family = ?1",
                 [&family_id],
                 |r| {
                     Ok((
@@ -688,11 +828,12 @@ impl IssuerStore {
                             auth_time_ms: r.get(4)?,
                         },
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 },
             )
             .map_err(&sql)?;
-        let (family, revoked) = family;
+        let (family, revoked, created_ms) = family;
         if revoked.is_some() {
             return Ok(RefreshUse::Revoked);
         }
@@ -709,6 +850,10 @@ impl IssuerStore {
         if expires_ms <= now_ms {
             return Ok(RefreshUse::Expired);
         }
+        let family_ends_ms = created_ms.saturating_add(max_age_ms);
+        if family_ends_ms <= now_ms {
+            return Ok(RefreshUse::SignInTooOld);
+        }
         let new_token = random_token(32);
         tx.execute(
             "UPDATE issuer_refresh_tokens SET used_ms = ?2 WHERE hash = ?1",
@@ -717,7 +862,12 @@ impl IssuerStore {
         .map_err(&sql)?;
         tx.execute(
             "INSERT INTO issuer_refresh_tokens (hash, family, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![hash_secret(&new_token), family.family, now_ms, now_ms + ttl_ms],
+            params![
+                hash_secret(&new_token),
+                family.family,
+                now_ms,
+                (now_ms + ttl_ms).min(family_ends_ms)
+            ],
         )
         .map_err(&sql)?;
         // Spent tokens older than a day are kept only to detect reuse; a
@@ -837,6 +987,10 @@ impl IssuerStore {
                     params![sub, password_hash, now_ms],
                 )
                 .map_err(&sql)?;
+                // A reset is a new password: the sign-ins made with the old
+                // one end, as with `hephd user passwd`.
+                revoke_account_families(&tx, &sub, "password reset by invite", now_ms)
+                    .map_err(&sql)?;
                 sub
             }
             None => {
@@ -871,6 +1025,8 @@ mod tests {
         (dir, store)
     }
 
+    const DAY: i64 = 86_400_000;
+
     fn family(sub: &str) -> Family {
         Family {
             family: random_token(12),
@@ -887,28 +1043,28 @@ mod tests {
         let first = s.new_family(&family("u-1"), 1_000, 60_000).unwrap();
         let RefreshUse::Rotated {
             new_token: second, ..
-        } = s.use_refresh(&first, 2_000, 60_000).unwrap()
+        } = s.use_refresh(&first, 2_000, 60_000, DAY).unwrap()
         else {
             panic!("first use rotates");
         };
         let RefreshUse::Rotated {
             new_token: third, ..
-        } = s.use_refresh(&second, 3_000, 60_000).unwrap()
+        } = s.use_refresh(&second, 3_000, 60_000, DAY).unwrap()
         else {
             panic!("second use rotates");
         };
         // An attacker replays the first token: the whole family dies,
         // including the legitimate holder's current token.
         assert!(matches!(
-            s.use_refresh(&first, 4_000, 60_000).unwrap(),
+            s.use_refresh(&first, 4_000, 60_000, DAY).unwrap(),
             RefreshUse::Reused { .. }
         ));
         assert_eq!(
-            s.use_refresh(&third, 5_000, 60_000).unwrap(),
+            s.use_refresh(&third, 5_000, 60_000, DAY).unwrap(),
             RefreshUse::Revoked
         );
         assert_eq!(
-            s.use_refresh("made-up", 5_000, 60_000).unwrap(),
+            s.use_refresh("made-up", 5_000, 60_000, DAY).unwrap(),
             RefreshUse::Unknown
         );
     }
@@ -918,14 +1074,14 @@ mod tests {
         let (_d, mut s) = open();
         let t = s.new_family(&family("u-1"), 1_000, 10_000).unwrap();
         assert_eq!(
-            s.use_refresh(&t, 20_000, 10_000).unwrap(),
+            s.use_refresh(&t, 20_000, 10_000, DAY).unwrap(),
             RefreshUse::Expired
         );
         let t = s.new_family(&family("u-1"), 1_000, 10_000).unwrap();
         assert!(s.revoke_refresh(&t, 2_000).unwrap());
         assert!(!s.revoke_refresh("unknown", 2_000).unwrap());
         assert_eq!(
-            s.use_refresh(&t, 3_000, 10_000).unwrap(),
+            s.use_refresh(&t, 3_000, 10_000, DAY).unwrap(),
             RefreshUse::Revoked
         );
     }
@@ -934,8 +1090,17 @@ mod tests {
     fn secrets_are_not_stored_in_the_clear() {
         let (dir, mut s) = open();
         let t = s.new_family(&family("u-1"), 1_000, 10_000).unwrap();
-        s.insert_device("device-secret", "USERCODE", "heph", "openid", 0, 10_000, 5)
-            .unwrap();
+        s.insert_device(
+            "device-secret",
+            "USERCODE",
+            "heph",
+            "openid",
+            0,
+            10_000,
+            5,
+            10,
+        )
+        .unwrap();
         let invite = s.add_invite("a@example.org", "writer", 0, 10_000).unwrap();
         drop(s);
         let bytes = std::fs::read(dir.path().join("heph.db")).unwrap();
@@ -953,10 +1118,10 @@ mod tests {
     #[test]
     fn a_device_code_is_decided_once_and_exchanged_once() {
         let (_d, mut s) = open();
-        s.insert_device("dc", "ABCDEFGH", "heph", "openid", 0, 60_000, 5)
+        s.insert_device("dc", "ABCDEFGH", "heph", "openid", 0, 60_000, 5, 10)
             .unwrap();
         assert_eq!(
-            s.poll_device("dc", 1).unwrap().unwrap().state,
+            s.poll_device("dc", 1).unwrap().unwrap().row.state,
             DeviceState::Pending
         );
         assert!(s.decide_device("ABCDEFGH", Some("u-1"), 2).unwrap());
@@ -964,20 +1129,173 @@ mod tests {
             !s.decide_device("ABCDEFGH", None, 3).unwrap(),
             "already decided"
         );
-        let row = s.poll_device("dc", 4).unwrap().unwrap();
+        let poll = s.poll_device("dc", 4).unwrap().unwrap();
         assert_eq!(
-            (row.state, row.sub.as_deref()),
+            (poll.row.state, poll.row.sub.as_deref()),
             (DeviceState::Approved, Some("u-1"))
         );
+        let family_id = poll.family.expect("an exchange names its family");
+        let mut f = family("u-1");
+        f.family = family_id;
+        let t = s.new_family(&f, 4, 60_000).unwrap();
+        // Presented again: refused, and the sign-in it gave is revoked.
+        let again = s.poll_device("dc", 5).unwrap().unwrap();
         assert_eq!(
-            s.poll_device("dc", 5).unwrap().unwrap().state,
-            DeviceState::Used
+            (again.row.state, again.family, again.revoked_family),
+            (DeviceState::Used, None, true)
+        );
+        assert_eq!(
+            s.use_refresh(&t, 6, 60_000, DAY).unwrap(),
+            RefreshUse::Revoked
         );
         assert!(s.poll_device("other", 5).unwrap().is_none());
         // An expired code cannot be approved.
-        s.insert_device("dc2", "ZZZZZZZZ", "heph", "openid", 0, 10, 5)
+        s.insert_device("dc2", "ZZZZZZZZ", "heph", "openid", 0, 10, 5, 10)
             .unwrap();
         assert!(!s.decide_device("ZZZZZZZZ", Some("u-1"), 11).unwrap());
+    }
+
+    #[test]
+    fn a_password_change_ends_sign_ins_and_a_rehash_does_not() {
+        let (_d, mut s) = open();
+        let sub = s.add_account("alice", "$argon2id$old", 0).unwrap();
+        let mut f = family(&sub);
+        f.sub = sub.clone();
+        let t = s.new_family(&f, 0, 60_000).unwrap();
+        s.rehash_password("alice", "$argon2id$same-password", 1)
+            .unwrap();
+        let RefreshUse::Rotated { new_token: t, .. } = s.use_refresh(&t, 2, 60_000, DAY).unwrap()
+        else {
+            panic!("a rehash keeps sign-ins");
+        };
+        s.change_password("alice", "$argon2id$new", 3).unwrap();
+        assert_eq!(
+            s.use_refresh(&t, 4, 60_000, DAY).unwrap(),
+            RefreshUse::Revoked
+        );
+        assert_eq!(
+            s.account("alice")
+                .unwrap()
+                .unwrap()
+                .password_hash
+                .as_deref(),
+            Some("$argon2id$new")
+        );
+        // A reset through an invite link is a password change too.
+        let t = s.new_family(&family(&sub), 5, 60_000).unwrap();
+        let link = s.add_invite("alice", "writer", 5, 900_000).unwrap();
+        assert!(
+            !s.redeem_invite(&link, "$argon2id$newer", 6)
+                .unwrap()
+                .unwrap()
+                .created
+        );
+        assert_eq!(
+            s.use_refresh(&t, 7, 60_000, DAY).unwrap(),
+            RefreshUse::Revoked,
+            "a reset by invite left the old sign-in working"
+        );
+    }
+
+    #[test]
+    fn a_sign_in_ends_at_its_absolute_lifetime_however_often_it_rotates() {
+        let (_d, mut s) = open();
+        let mut t = s.new_family(&family("u-1"), 0, 10_000).unwrap();
+        // Rotated every 5 s with a 10 s token life and a 22 s sign-in life.
+        for now in [5_000, 10_000, 15_000, 20_000] {
+            let RefreshUse::Rotated { new_token, .. } =
+                s.use_refresh(&t, now, 10_000, 22_000).unwrap()
+            else {
+                panic!("rotates at {now}");
+            };
+            t = new_token;
+        }
+        // The last token was cut to the family's end (22 s), not 30 s.
+        assert_eq!(
+            s.use_refresh(&t, 22_000, 10_000, 22_000).unwrap(),
+            RefreshUse::Expired
+        );
+        let t = s.new_family(&family("u-2"), 0, 60_000).unwrap();
+        assert_eq!(
+            s.use_refresh(&t, 30_000, 60_000, 22_000).unwrap(),
+            RefreshUse::SignInTooOld
+        );
+    }
+
+    /// Issue 12 item 5: live codes are capped, and expired ones are swept
+    /// in bounded batches by an indexed delete.
+    #[test]
+    fn device_codes_are_capped_and_pruned_in_batches() {
+        let (_d, mut s) = open();
+        for i in 0..5 {
+            let got = s
+                .insert_device(
+                    &format!("d{i}"),
+                    &format!("U{i}"),
+                    "heph",
+                    "openid",
+                    0,
+                    1_000,
+                    5,
+                    5,
+                )
+                .unwrap();
+            assert_eq!(got, DeviceInsert::Inserted);
+        }
+        assert_eq!(
+            s.insert_device("d5", "U5", "heph", "openid", 0, 1_000, 5, 5)
+                .unwrap(),
+            DeviceInsert::Full
+        );
+        // Expired codes do not count against the cap.
+        assert_eq!(
+            s.insert_device("d6", "U6", "heph", "openid", 2_000, 3_000, 5, 5)
+                .unwrap(),
+            DeviceInsert::Inserted
+        );
+        assert_eq!(s.device_count().unwrap(), 6);
+        assert_eq!(s.prune_devices(1_500, 2).unwrap(), 2);
+        assert_eq!(s.prune_devices(1_500, 2).unwrap(), 2);
+        assert_eq!(s.prune_devices(1_500, 2).unwrap(), 1);
+        assert_eq!(s.prune_devices(1_500, 2).unwrap(), 0);
+        assert_eq!(s.device_count().unwrap(), 1, "the live one stays");
+        let plan: String = s
+            .conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT rowid FROM issuer_device_codes WHERE expires_ms < 1 LIMIT 1",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("issuer_device_codes_by_expiry"), "{plan}");
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_to_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heph.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE issuer_schema (version INTEGER PRIMARY KEY);
+                 INSERT INTO issuer_schema VALUES (1);
+                 INSERT INTO issuer_device_codes (device_hash, user_code_hash, client_id, scope,
+                   created_ms, expires_ms, interval_s, state) VALUES ('h', 'u', 'heph', 'openid', 0, 1, 5, 'pending');",
+            )
+            .unwrap();
+        }
+        let mut s = IssuerStore::open(&path).unwrap();
+        assert_eq!(s.device_count().unwrap(), 1, "rows are kept");
+        assert_eq!(s.prune_devices(2, 10).unwrap(), 1);
+        let version: i64 = s
+            .conn
+            .query_row("SELECT max(version) FROM issuer_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        drop(s);
+        // Opening again is a no-op.
+        IssuerStore::open(&path).unwrap();
     }
 
     #[test]
@@ -1022,9 +1340,12 @@ mod tests {
         let t = s.new_family(&f, 0, 60_000).unwrap();
         s.set_disabled("alice", true, 1).unwrap();
         assert!(s.account("alice").unwrap().unwrap().disabled);
-        assert_eq!(s.use_refresh(&t, 2, 60_000).unwrap(), RefreshUse::Revoked);
+        assert_eq!(
+            s.use_refresh(&t, 2, 60_000, DAY).unwrap(),
+            RefreshUse::Revoked
+        );
         assert!(matches!(
-            s.set_password("bob", "h", 0),
+            s.change_password("bob", "h", 0),
             Err(IssuerStoreError::NoAccount(_))
         ));
 
