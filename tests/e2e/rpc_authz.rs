@@ -268,8 +268,7 @@ fn no_request_shape_lets_a_member_past_its_role() {
     // The owner still can.
     let r = hub.rpc(
         &hub.owner,
-        format!(r#"[{{"jsonrpc":"2.0","id":1,"method":"hub.grant","params":{{"sub":"rita","role":"writer"}}}}]"#)
-            .as_bytes(),
+        br#"[{"jsonrpc":"2.0","id":1,"method":"hub.grant","params":{"sub":"rita","role":"writer"}}]"#,
     );
     assert_eq!(codes(&r), [0], "{}", r.text());
     assert_eq!(
