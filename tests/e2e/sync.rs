@@ -159,6 +159,14 @@ fn assert_same_stores(daemons: &mut [Daemon], envs: &[&TestEnv], expected_ops: O
     }
 }
 
+/// `(accepted, duplicates)` of a push answer.
+fn push_counts(reply: &Value) -> (u64, u64) {
+    (
+        reply["accepted"].as_u64().unwrap(),
+        reply["duplicates"].as_u64().unwrap(),
+    )
+}
+
 fn sync_status(env: &TestEnv) -> Value {
     env.client().ok("sync.status", json!({}))
 }
@@ -445,10 +453,7 @@ fn truncated_connections_write_nothing_and_are_named() {
         &body,
     )
     .unwrap();
-    assert_eq!(
-        (status, reply),
-        (200, json!({"accepted": 1, "duplicates": 0}))
-    );
+    assert_eq!((status, push_counts(&reply)), (200, (1, 0)), "{reply}");
 
     // A "hub" that answers with half a response, then hangs up.
     let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -763,6 +768,33 @@ fn bad_http_requests_get_a_4xx_json_error_and_write_nothing() {
         ),
         (
             "GET",
+            "/sync/pull?log=not-hex",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "log must be a log id",
+        ),
+        (
+            "GET",
+            "/sync/pull?log=ab&seen=3",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "seen (a hub seq above 0) and seen_hlc come together",
+        ),
+        (
+            "GET",
+            "/sync/pull?log=ab&seen=3&seen_hlc=yesterday",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "seen_hlc must be an HLC",
+        ),
+        (
+            "GET",
             "/sync/nothing",
             vec![],
             vec![],
@@ -850,14 +882,46 @@ fn bad_http_requests_get_a_4xx_json_error_and_write_nothing() {
     assert_eq!(meta["resource"], format!("http://127.0.0.1:{port}"));
     // The good path, for contrast: accepted, then all duplicates.
     let good = push(vec![op(hlc(now, 9), "title", json!("fine"))]);
+    let (status, first) = http(port, "POST", "/sync/push", &json_ct, &good).unwrap();
+    assert_eq!((status, push_counts(&first)), (200, (1, 0)), "{first}");
+    let (status, again) = http(port, "POST", "/sync/push", &json_ct, &good).unwrap();
+    assert_eq!((status, push_counts(&again)), (200, (0, 1)), "{again}");
+    // Both answers name the hub's log and its end: the one op, at seq 1.
+    assert_eq!(first["log"], again["log"]);
+    assert_eq!(first["log"].as_str().map(str::len), Some(32));
     assert_eq!(
-        http(port, "POST", "/sync/push", &json_ct, &good).unwrap(),
-        (200, json!({"accepted": 1, "duplicates": 0}))
+        (&again["seq"], &again["hlc"]),
+        (&json!(1), &json!(hlc(now, 9)))
+    );
+    // A pull naming the log and what it saw there is answered as usual; one
+    // naming another log gets the start-over page at once, even with a wait.
+    let log = again["log"].as_str().unwrap().to_owned();
+    let pull = |q: String| http(port, "GET", &format!("/sync/pull?{q}"), &[], b"").unwrap();
+    let (status, page) = pull(format!(
+        "after=1&wait=1&log={log}&seen=1&seen_hlc={}",
+        hlc(now, 9)
+    ));
+    assert_eq!(
+        (status, &page["next"], &page["log"]),
+        (200, &json!(1), &json!(log))
+    );
+    let (status, page) = pull(format!("after=1&wait=60&log={}", "ab".repeat(16)));
+    assert_eq!(
+        (status, &page["next"], &page["more"]),
+        (200, &json!(0), &json!(true))
     );
     assert_eq!(
-        http(port, "POST", "/sync/push", &json_ct, &good).unwrap(),
-        (200, json!({"accepted": 0, "duplicates": 1}))
+        page["log"],
+        json!(log),
+        "another log's id never replaces this one"
     );
+    // A claim under this id that the log does not hold (another op at seq
+    // 1): the log takes a new id, which every later answer carries.
+    let (status, page) = pull(format!("after=1&log={log}&seen=1&seen_hlc={}", hlc(now, 8)));
+    assert_eq!((status, &page["next"]), (200, &json!(0)));
+    let new_log = page["log"].as_str().unwrap().to_owned();
+    assert_ne!(new_log, log);
+    assert_eq!(pull("after=0".into()).1["log"], json!(new_log));
     assert_eq!(try_ops(&env), Some(1));
 }
 
