@@ -1461,3 +1461,33 @@ fn a_retired_spokes_ops_return_to_a_hub_restored_from_a_backup() {
         None,
     );
 }
+
+/// kill -9 of a spoke in the middle of its re-push after the hub's database
+/// was replaced: the restarted spoke finishes the re-push (the pending
+/// state is in its database) and reports it once done.
+#[test]
+fn kill_9_mid_re_push_after_a_reset_finishes_after_the_restart() {
+    const N: usize = 40_000;
+    let a_env = TestEnv::new();
+    seed_ops(&a_env.db, N, 0xe5);
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let a = a_env.start_spoke(port);
+    wait_converged(&[&hub_env, &a_env], Some(N as u64));
+    assert!(hub.stop().success());
+    delete_database(&hub_env.db);
+    let (hub, _) = hub_env.start_hub(Some(port));
+    let mut a = a;
+    wait_until("the re-push to start", CONVERGE, || {
+        try_ops(&hub_env).is_some_and(|n| n > 0)
+    });
+    a.kill9();
+    let partial = try_ops(&hub_env).unwrap();
+    let a = a_env.start_spoke(port);
+    wait_converged(&[&hub_env, &a_env], Some(N as u64));
+    let change = wait_for_log_change_report(&a_env);
+    assert_eq!(change["ops"], N as u64, "{change}");
+    assert!(partial <= N as u64);
+    assert_eq!(sync_status(&a_env)["pending_ops"], 0);
+    assert_same_stores(&mut [a, hub], &[&hub_env, &a_env], Some(N));
+}

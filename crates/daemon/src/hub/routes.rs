@@ -584,5 +584,24 @@ mod tests {
             Some("after=1&after=2"),
             Err("after is given more than once"),
         );
+        let hlc = "0001795620812689-0000-cadc70ff8d5680aff4610b11f327aa4a";
+        let q = parse_pull_query(Some(&format!("after=3&log=AB01&seen=2&seen_hlc={hlc}"))).unwrap();
+        assert_eq!(q.log.as_deref(), Some("ab01"));
+        assert_eq!(
+            q.seen.map(|s| (s.seq, s.hlc.to_string())),
+            Some((2, hlc.to_owned()))
+        );
+        check(Some("log=xyz"), Err("log must be a log id"));
+        check(Some(&format!("log={}", "a".repeat(65))), Err("log must be"));
+        check(Some("log=ab&seen=2"), Err("come together"));
+        check(
+            Some(&format!("log=ab&seen=0&seen_hlc={hlc}")),
+            Err("come together"),
+        );
+        check(
+            Some("log=ab&seen=2&seen_hlc=x"),
+            Err("seen_hlc must be an HLC"),
+        );
+        check(Some("log=ab&log=cd"), Err("log is given more than once"));
     }
 }
