@@ -1,6 +1,7 @@
-//! The hub's HTTP wire types (DESIGN §4): push and pull bodies, the error
-//! body, health and protected-resource metadata, the limits both sides
-//! enforce, and the normalized form of a hub URL.
+//! The hub's HTTP wire types (DESIGN §4): push and pull bodies (each answer
+//! names the hub log's id, see [`crate::hub_log`]), the error body, health
+//! and protected-resource metadata, the limits both sides enforce, and the
+//! normalized form of a hub URL.
 //!
 //! The hub (`hephd --mode server`) and the spoke share these types so they
 //! cannot drift. New fields get `#[serde(default)]` so an older peer still
