@@ -427,65 +427,106 @@ fn read_error(e: StoreError) -> ApiError {
     )
 }
 
+/// What one read of the log for a pull found.
+enum Fetched {
+    /// The spoke's claim about the log failed: the start-over page, with the log's id.
+    StartOver(String),
+    /// `after` is beyond the log's end (a spoke that names no log).
+    Ahead { last: u64 },
+    /// The ops after `after`, the log's last seq and its id.
+    Page {
+        ops: Vec<heph_core::LoggedOp>,
+        last: u64,
+        log: String,
+    },
+}
+
+/// The answer that tells a spoke to start over: no ops, `next` 0, and the
+/// id of the log as it is now.
+fn start_over_page(log: String) -> Response {
+    axum::Json(PullResponse {
+        ops: Vec::new(),
+        next: 0,
+        more: true,
+        log: Some(log),
+    })
+    .into_response()
+}
+
 async fn pull(
     State(state): State<Arc<HubState>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse_pull_query(query.as_deref())?;
-    // A spoke that names a log is checked before any wait: if its cursors
-    // belong to another log (or this one is not what it saw), it is told
-    // at once to start over, even while it long-polls.
-    if let Some(claimed) = q.log.clone() {
-        let (after, seen, fresh) = (q.after, q.seen, super::log_id::fresh());
-        let (verdict, log) = state
-            .db
-            .call(move |r| super::log_id::check_claim(r, &claimed, after, seen, fresh))
-            .await
-            .map_err(|_| ApiError::shutting_down())?
-            .map_err(read_error)?;
-        if verdict != Verdict::Same {
-            return Ok(axum::Json(PullResponse {
-                ops: Vec::new(),
-                next: 0,
-                more: true,
-                log: Some(log),
-            })
-            .into_response());
-        }
-    }
+    let (after, limit, seen) = (q.after, q.limit, q.seen);
+    let mut claim = q.log.clone();
     if q.wait_secs > 0 {
+        // A spoke that names a log is checked before any wait: if its
+        // cursors belong to another log (or this one is not what it saw),
+        // it is told at once to start over, even while it long-polls.
+        if let Some(claimed) = claim.take() {
+            let fresh = super::log_id::fresh();
+            let (verdict, log) = state
+                .db
+                .call(move |r| super::log_id::check_claim(r, &claimed, after, seen, fresh))
+                .await
+                .map_err(|_| ApiError::shutting_down())?
+                .map_err(read_error)?;
+            if verdict != Verdict::Same {
+                return Ok(start_over_page(log));
+            }
+        }
         let mut seq = state.ctx.log_seq.subscribe();
         let mut stop = state.shutdown.clone();
-        if *seq.borrow_and_update() <= q.after {
+        if *seq.borrow_and_update() <= after {
             tokio::select! {
-                _ = seq.wait_for(|&s| s > q.after) => {}
+                _ = seq.wait_for(|&s| s > after) => {}
                 _ = tokio::time::sleep(Duration::from_secs(q.wait_secs)) => {}
                 _ = stop.wait_for(|&s| s) => {}
             }
         }
     }
-    let (after, limit, fresh) = (q.after, q.limit, super::log_id::fresh());
-    let (ops, last_seq, log) = state
+    // Without a wait, the claim is checked in the same job as the read.
+    let fresh = super::log_id::fresh();
+    let fetched = state
         .db
-        .call(move |r| -> Result<_, StoreError> {
-            let (log, _) = super::log_id::ensure(r, fresh)?;
+        .call(move |r| -> Result<Fetched, StoreError> {
+            let log = match claim {
+                Some(claimed) => {
+                    let (verdict, log) =
+                        super::log_id::check_claim(r, &claimed, after, seen, fresh)?;
+                    if verdict != Verdict::Same {
+                        return Ok(Fetched::StartOver(log));
+                    }
+                    log
+                }
+                None => super::log_id::ensure(r, fresh)?.0,
+            };
             let last = r.store().last_seq()?;
             if after > last {
-                return Ok((None, last, log));
+                return Ok(Fetched::Ahead { last });
             }
-            Ok((Some(r.store().ops_after(after, limit)?), last, log))
+            Ok(Fetched::Page {
+                ops: r.store().ops_after(after, limit)?,
+                last,
+                log,
+            })
         })
         .await
         .map_err(|_| ApiError::shutting_down())?
         .map_err(read_error)?;
-    let Some(ops) = ops else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            error_code::CURSOR_AHEAD,
-            format!(
-                "the cursor {after} is beyond the hub's log, which ends at {last_seq}; the hub's database was replaced, so pull again from 0"
-            ),
-        ));
+    let (ops, last_seq, log) = match fetched {
+        Fetched::StartOver(log) => return Ok(start_over_page(log)),
+        Fetched::Ahead { last } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                error_code::CURSOR_AHEAD,
+                format!(
+                    "the cursor {after} is beyond the hub's log, which ends at {last}; the hub's database was replaced, so pull again from 0"
+                ),
+            ));
+        }
+        Fetched::Page { ops, last, log } => (ops, last, log),
     };
     let next = ops.last().map_or(after, |l| l.seq);
     let body = PullResponse {
