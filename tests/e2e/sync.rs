@@ -1,7 +1,8 @@
 //! Hub and spokes as real processes over loopback (DESIGN §4): convergence,
 //! the late-arriving op, paging, crashes (kill -9 of spokes and of the hub
 //! mid-transfer), a stopped hub, truncated connections, client mode, every
-//! bad HTTP request, and a bounded randomized test with crashes.
+//! bad HTTP request, a bounded randomized test with crashes, and a hub
+//! restored from a backup or given a new database (the log's identity).
 //!
 //! Every wait is a bounded poll; replicas are compared through their store
 //! files after the daemons stopped: the same registers, the same set of op
@@ -156,6 +157,14 @@ fn assert_same_stores(daemons: &mut [Daemon], envs: &[&TestEnv], expected_ops: O
         );
         assert_eq!(other.0, first.0, "registers differ");
     }
+}
+
+/// `(accepted, duplicates)` of a push answer.
+fn push_counts(reply: &Value) -> (u64, u64) {
+    (
+        reply["accepted"].as_u64().unwrap(),
+        reply["duplicates"].as_u64().unwrap(),
+    )
 }
 
 fn sync_status(env: &TestEnv) -> Value {
@@ -444,10 +453,7 @@ fn truncated_connections_write_nothing_and_are_named() {
         &body,
     )
     .unwrap();
-    assert_eq!(
-        (status, reply),
-        (200, json!({"accepted": 1, "duplicates": 0}))
-    );
+    assert_eq!((status, push_counts(&reply)), (200, (1, 0)), "{reply}");
 
     // A "hub" that answers with half a response, then hangs up.
     let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -762,6 +768,33 @@ fn bad_http_requests_get_a_4xx_json_error_and_write_nothing() {
         ),
         (
             "GET",
+            "/sync/pull?log=not-hex",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "log must be a log id",
+        ),
+        (
+            "GET",
+            "/sync/pull?log=ab&seen=3",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "seen (a hub seq above 0) and seen_hlc come together",
+        ),
+        (
+            "GET",
+            "/sync/pull?log=ab&seen=3&seen_hlc=yesterday",
+            vec![],
+            vec![],
+            400,
+            "invalid_query",
+            "seen_hlc must be an HLC",
+        ),
+        (
+            "GET",
             "/sync/nothing",
             vec![],
             vec![],
@@ -849,14 +882,46 @@ fn bad_http_requests_get_a_4xx_json_error_and_write_nothing() {
     assert_eq!(meta["resource"], format!("http://127.0.0.1:{port}"));
     // The good path, for contrast: accepted, then all duplicates.
     let good = push(vec![op(hlc(now, 9), "title", json!("fine"))]);
+    let (status, first) = http(port, "POST", "/sync/push", &json_ct, &good).unwrap();
+    assert_eq!((status, push_counts(&first)), (200, (1, 0)), "{first}");
+    let (status, again) = http(port, "POST", "/sync/push", &json_ct, &good).unwrap();
+    assert_eq!((status, push_counts(&again)), (200, (0, 1)), "{again}");
+    // Both answers name the hub's log and its end: the one op, at seq 1.
+    assert_eq!(first["log"], again["log"]);
+    assert_eq!(first["log"].as_str().map(str::len), Some(32));
     assert_eq!(
-        http(port, "POST", "/sync/push", &json_ct, &good).unwrap(),
-        (200, json!({"accepted": 1, "duplicates": 0}))
+        (&again["seq"], &again["hlc"]),
+        (&json!(1), &json!(hlc(now, 9)))
+    );
+    // A pull naming the log and what it saw there is answered as usual; one
+    // naming another log gets the start-over page at once, even with a wait.
+    let log = again["log"].as_str().unwrap().to_owned();
+    let pull = |q: String| http(port, "GET", &format!("/sync/pull?{q}"), &[], b"").unwrap();
+    let (status, page) = pull(format!(
+        "after=1&wait=1&log={log}&seen=1&seen_hlc={}",
+        hlc(now, 9)
+    ));
+    assert_eq!(
+        (status, &page["next"], &page["log"]),
+        (200, &json!(1), &json!(log))
+    );
+    let (status, page) = pull(format!("after=1&wait=60&log={}", "ab".repeat(16)));
+    assert_eq!(
+        (status, &page["next"], &page["more"]),
+        (200, &json!(0), &json!(true))
     );
     assert_eq!(
-        http(port, "POST", "/sync/push", &json_ct, &good).unwrap(),
-        (200, json!({"accepted": 0, "duplicates": 1}))
+        page["log"],
+        json!(log),
+        "another log's id never replaces this one"
     );
+    // A claim under this id that the log does not hold (another op at seq
+    // 1): the log takes a new id, which every later answer carries.
+    let (status, page) = pull(format!("after=1&log={log}&seen=1&seen_hlc={}", hlc(now, 8)));
+    assert_eq!((status, &page["next"]), (200, &json!(0)));
+    let new_log = page["log"].as_str().unwrap().to_owned();
+    assert_ne!(new_log, log);
+    assert_eq!(pull("after=0".into()).1["log"], json!(new_log));
     assert_eq!(try_ops(&env), Some(1));
 }
 
@@ -1135,4 +1200,294 @@ fn the_time_of_the_last_success_survives_a_spoke_restart() {
         !st["message"].as_str().unwrap().starts_with("in sync"),
         "{st}"
     );
+}
+
+// A replaced or restored hub database (issue 13, scenario 1): the hub's log
+// has an id, spokes notice a change (a new id, or a log that no longer holds
+// what they saw) and pull everything again and re-send every op they hold,
+// whatever its origin. After it every replica, and a fresh spoke, holds the
+// union.
+
+/// Copies the hub's database while it runs, the way `sqlite3 heph.db
+/// ".backup …"` does: one consistent snapshot (`VACUUM INTO`).
+fn backup_while_running(db: &Path, to: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute("VACUUM INTO ?1", [to.to_str().unwrap()])
+        .unwrap();
+}
+
+/// Removes a stopped hub's database with its WAL and shared-memory files.
+fn delete_database(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot remove {}: {e}", db.display()),
+        }
+    }
+}
+
+/// Puts the backup `from` in place of a stopped hub's database.
+fn restore_database(db: &Path, from: &Path) {
+    delete_database(db);
+    std::fs::copy(from, db).unwrap();
+}
+
+/// Creates `n` tasks titled `{prefix} {i}`.
+fn create_tasks(env: &TestEnv, prefix: &str, n: usize) {
+    let mut c = env.client();
+    for i in 0..n {
+        c.ok("node.create", json!({"title": format!("{prefix} {i}")}));
+    }
+}
+
+/// The titles a daemon lists (deleted nodes included).
+fn titles(env: &TestEnv) -> BTreeSet<String> {
+    nodes(&mut env.client())
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits (a bounded poll) until `env` lists every title in `want`; names
+/// the missing ones when they never come.
+fn wait_for_titles(env: &TestEnv, want: &BTreeSet<String>) {
+    let start = std::time::Instant::now();
+    loop {
+        let missing: Vec<String> = want.difference(&titles(env)).cloned().collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < CONVERGE,
+            "after {CONVERGE:?}, {} of {} tasks never reached the replica: {missing:?}",
+            missing.len(),
+            want.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes tasks on `env` until the hub's log is longer than `cursor`, so a
+/// spoke holding that cursor is below the new log's end.
+fn grow_hub_log_past(hub_env: &TestEnv, env: &TestEnv, cursor: u64, prefix: &str) {
+    let mut i = 0;
+    while try_ops(hub_env).unwrap_or(0) <= cursor + 3 {
+        let before = try_ops(hub_env).unwrap_or(0);
+        create_tasks(env, &format!("{prefix} {i}"), 1);
+        wait_until("the new task to reach the hub", CONVERGE, || {
+            try_ops(hub_env).is_some_and(|n| n > before)
+        });
+        i += 1;
+        assert!(i < 500, "the hub's log does not grow");
+    }
+}
+
+/// The spoke's report of the hub's log change, once its re-push is done.
+fn wait_for_log_change_report(env: &TestEnv) -> Value {
+    let mut st = Value::Null;
+    wait_until("the spoke to report the hub's log change", CONVERGE, || {
+        st = sync_status(env);
+        st["hub_log_change"]["done"] == true
+    });
+    st["hub_log_change"].clone()
+}
+
+/// (a) The documented backup, made while the hub ran; both spokes wrote
+/// more after it. A was off while the hub was restored and B wrote on, so
+/// the new log grew past A's cursor: A must still notice, and its tasks
+/// (also held by B) must reach the hub and a fresh spoke.
+#[test]
+fn a_hub_restored_from_a_backup_made_while_it_ran_gets_back_every_op() {
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let (a_env, b_env) = (TestEnv::new(), TestEnv::new());
+    let mut a = a_env.start_spoke(port);
+    let b = b_env.start_spoke(port);
+    create_tasks(&a_env, "before the backup, on A", 3);
+    create_tasks(&b_env, "before the backup, on B", 2);
+    wait_converged(&[&hub_env, &a_env, &b_env], None);
+    let copy = hub_env.path().join("hub-backup.db");
+    backup_while_running(&hub_env.db, &copy);
+
+    create_tasks(&a_env, "after the backup, on A", 5);
+    create_tasks(&b_env, "after the backup, on B", 3);
+    wait_converged(&[&hub_env, &a_env, &b_env], None);
+    let cursor = sync_status(&a_env)["hub_seq"].as_u64().unwrap();
+    assert!(a.stop().success());
+    assert!(hub.stop().success());
+    restore_database(&hub_env.db, &copy);
+    let (hub, _) = hub_env.start_hub(Some(port));
+    grow_hub_log_past(&hub_env, &b_env, cursor, "after the restore, on B");
+
+    let a = a_env.start_spoke(port);
+    let c_env = TestEnv::new();
+    let c = c_env.start_spoke(port);
+    let everything = titles(&b_env);
+    wait_for_titles(&c_env, &everything);
+    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    let change = wait_for_log_change_report(&a_env);
+    assert!(change["ops"].as_u64().unwrap() >= cursor, "{change}");
+    assert!(a.log_text().contains("the hub's log changed"));
+    let total = titles(&hub_env);
+    assert_eq!(total, everything);
+    assert_same_stores(
+        &mut [hub, a, b, c],
+        &[&hub_env, &a_env, &b_env, &c_env],
+        None,
+    );
+}
+
+/// (b) The hub's database is deleted: a new, empty one. R's tasks live only
+/// on A and B (R is retired), yet they return to the hub.
+#[test]
+fn a_deleted_hub_database_gets_back_every_op_any_spoke_holds() {
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let (a_env, b_env, r_env) = (TestEnv::new(), TestEnv::new(), TestEnv::new());
+    let a = a_env.start_spoke(port);
+    let b = b_env.start_spoke(port);
+    let mut r = r_env.start_spoke(port);
+    create_tasks(&a_env, "on A", 2);
+    create_tasks(&b_env, "on B", 2);
+    create_tasks(&r_env, "on R, retired since", 4);
+    wait_converged(&[&hub_env, &a_env, &b_env, &r_env], None);
+    let everything = titles(&a_env);
+    assert!(r.stop().success());
+
+    // The spokes' long polls are waiting when the hub stops.
+    assert!(hub.stop().success());
+    delete_database(&hub_env.db);
+    let (hub, _) = hub_env.start_hub(Some(port));
+    create_tasks(&a_env, "after the reset, on A", 1);
+
+    let c_env = TestEnv::new();
+    let c = c_env.start_spoke(port);
+    let mut everything = everything;
+    everything.insert("after the reset, on A 0".into());
+    wait_for_titles(&c_env, &everything);
+    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    for env in [&a_env, &b_env] {
+        let change = wait_for_log_change_report(env);
+        assert!(change["ops"].as_u64().unwrap() > 0, "{change}");
+    }
+    assert_eq!(titles(&hub_env), everything);
+    assert_same_stores(
+        &mut [hub, a, b, c],
+        &[&hub_env, &a_env, &b_env, &c_env],
+        None,
+    );
+}
+
+/// (c) B is offline across the reset (a new database) and wrote while
+/// offline; A writes on until the new log is longer than B's cursor. B
+/// must not skip the new log's first seqs: it notices the new log, pulls
+/// it all and re-sends what it holds.
+#[test]
+fn a_spoke_offline_across_a_reset_notices_although_the_new_log_passed_its_cursor() {
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let (a_env, b_env) = (TestEnv::new(), TestEnv::new());
+    let a = a_env.start_spoke(port);
+    let mut b = b_env.start_spoke(port);
+    create_tasks(&a_env, "on A", 2);
+    create_tasks(&b_env, "on B", 6);
+    wait_converged(&[&hub_env, &a_env, &b_env], None);
+    let cursor = sync_status(&b_env)["hub_seq"].as_u64().unwrap();
+    assert!(b.stop().success());
+
+    assert!(hub.stop().success());
+    delete_database(&hub_env.db);
+    let (hub, _) = hub_env.start_hub(Some(port));
+    // B, offline, writes too.
+    let mut offline = b_env.start_daemon();
+    create_tasks(&b_env, "offline, on B", 2);
+    assert!(offline.stop().success());
+    grow_hub_log_past(&hub_env, &a_env, cursor, "after the reset, on A");
+
+    let b = b_env.start_spoke(port);
+    let c_env = TestEnv::new();
+    let c = c_env.start_spoke(port);
+    let mut everything = titles(&a_env);
+    everything.extend(titles(&b_env));
+    wait_for_titles(&c_env, &everything);
+    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    let change = wait_for_log_change_report(&b_env);
+    assert!(change["ops"].as_u64().unwrap() >= cursor, "{change}");
+    assert_eq!(titles(&hub_env), everything);
+    assert_same_stores(
+        &mut [hub, a, b, c],
+        &[&hub_env, &a_env, &b_env, &c_env],
+        None,
+    );
+}
+
+/// (d) R wrote after the backup and was retired; its tasks live only on A
+/// and B. After the restore they reach the hub and a fresh spoke again.
+#[test]
+fn a_retired_spokes_ops_return_to_a_hub_restored_from_a_backup() {
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let (a_env, b_env, r_env) = (TestEnv::new(), TestEnv::new(), TestEnv::new());
+    let a = a_env.start_spoke(port);
+    let b = b_env.start_spoke(port);
+    let mut r = r_env.start_spoke(port);
+    create_tasks(&a_env, "before the backup, on A", 2);
+    wait_converged(&[&hub_env, &a_env, &b_env, &r_env], None);
+    let copy = hub_env.path().join("hub-backup.db");
+    backup_while_running(&hub_env.db, &copy);
+    create_tasks(&r_env, "after the backup, on R", 5);
+    create_tasks(&b_env, "after the backup, on B", 1);
+    wait_converged(&[&hub_env, &a_env, &b_env, &r_env], None);
+    let everything = titles(&a_env);
+    assert!(r.stop().success());
+
+    assert!(hub.stop().success());
+    restore_database(&hub_env.db, &copy);
+    let (hub, _) = hub_env.start_hub(Some(port));
+
+    let c_env = TestEnv::new();
+    let c = c_env.start_spoke(port);
+    wait_for_titles(&c_env, &everything);
+    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    assert_eq!(titles(&hub_env), everything);
+    assert_same_stores(
+        &mut [hub, a, b, c],
+        &[&hub_env, &a_env, &b_env, &c_env],
+        None,
+    );
+}
+
+/// kill -9 of a spoke in the middle of its re-push after the hub's database
+/// was replaced: the restarted spoke finishes the re-push (the pending
+/// state is in its database) and reports it once done.
+#[test]
+fn kill_9_mid_re_push_after_a_reset_finishes_after_the_restart() {
+    const N: usize = 40_000;
+    let a_env = TestEnv::new();
+    seed_ops(&a_env.db, N, 0xe5);
+    let hub_env = TestEnv::new();
+    let (mut hub, port) = hub_env.start_hub(None);
+    let a = a_env.start_spoke(port);
+    wait_converged(&[&hub_env, &a_env], Some(N as u64));
+    assert!(hub.stop().success());
+    delete_database(&hub_env.db);
+    let (hub, _) = hub_env.start_hub(Some(port));
+    let mut a = a;
+    wait_until("the re-push to start", CONVERGE, || {
+        try_ops(&hub_env).is_some_and(|n| n > 0)
+    });
+    a.kill9();
+    let partial = try_ops(&hub_env).unwrap();
+    let a = a_env.start_spoke(port);
+    wait_converged(&[&hub_env, &a_env], Some(N as u64));
+    let change = wait_for_log_change_report(&a_env);
+    assert_eq!(change["ops"], N as u64, "{change}");
+    assert!(partial <= N as u64);
+    assert_eq!(sync_status(&a_env)["pending_ops"], 0);
+    assert_same_stores(&mut [a, hub], &[&hub_env, &a_env], Some(N));
 }

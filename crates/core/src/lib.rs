@@ -11,6 +11,7 @@ pub mod config;
 pub mod date;
 pub mod field;
 pub mod hlc;
+pub mod hub_log;
 pub mod input;
 mod merge;
 pub mod net;

@@ -387,6 +387,28 @@ pub struct SyncStatus {
     /// The command that fixes or configures it, if any.
     #[serde(default)]
     pub hint: Option<String>,
+    /// The last time the hub's log changed under this spoke (a restored or
+    /// new hub database), and the re-sending that followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_log_change: Option<HubLogChange>,
+}
+
+/// A change of the hub's log seen by a spoke, and what it re-sent after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubLogChange {
+    /// Unix milliseconds when the spoke noticed the change.
+    pub at_ms: u64,
+    /// Ops this spoke held then, all of which it re-sends whatever their origin.
+    pub ops: u64,
+    /// Of those, how many it has re-sent so far.
+    #[serde(default)]
+    pub sent: u64,
+    /// Of those sent, how many the hub did not have.
+    #[serde(default)]
+    pub accepted: u64,
+    /// Whether the re-sending is finished.
+    #[serde(default)]
+    pub done: bool,
 }
 
 /// The result of `auth.status`.

@@ -1,6 +1,7 @@
-//! The hub's HTTP wire types (DESIGN §4): push and pull bodies, the error
-//! body, health and protected-resource metadata, the limits both sides
-//! enforce, and the normalized form of a hub URL.
+//! The hub's HTTP wire types (DESIGN §4): push and pull bodies (each answer
+//! names the hub log's id, see [`crate::hub_log`]), the error body, health
+//! and protected-resource metadata, the limits both sides enforce, and the
+//! normalized form of a hub URL.
 //!
 //! The hub (`hephd --mode server`) and the spoke share these types so they
 //! cannot drift. New fields get `#[serde(default)]` so an older peer still
@@ -10,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::hlc::Hlc;
 use crate::op::Op;
 
 /// The most ops one push may carry.
@@ -83,12 +85,26 @@ pub struct PushRequest {
 }
 
 /// `POST /sync/push` reply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushResponse {
     /// Ops logged by this push.
     pub accepted: u64,
     /// Ops the hub already had (a re-sent batch is all duplicates).
     pub duplicates: u64,
+    /// The id of the hub's log (absent from an older hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// The hub seq of the log's end once the batch committed (0 from an older hub).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+    /// The HLC of the op at `seq`: with `seq`, a position the spoke has
+    /// seen in the log (sent back as `seen` and `seen_hlc` in its pulls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<Hlc>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `GET /sync/pull` reply.
@@ -101,6 +117,11 @@ pub struct PullResponse {
     pub next: u64,
     /// Whether more ops wait beyond `next`.
     pub more: bool,
+    /// The id of the hub's log (absent from an older hub). When it is not
+    /// the id the spoke sent as `log`, the page is empty with `next` 0: the
+    /// spoke's cursors are void, and it pulls from 0 and re-sends all it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// The body of every 4xx/5xx answer.
@@ -309,6 +330,12 @@ mod tests {
             serde_json::from_str(r#"{"resource":"https://hub.example"}"#).unwrap();
         assert!(r.authorization_servers.is_empty() && r.heph_client_id.is_none());
         let p: PullResponse = serde_json::from_str(r#"{"ops":[],"next":7,"more":false}"#).unwrap();
-        assert_eq!(p.next, 7);
+        assert_eq!((p.next, p.log), (7, None));
+        let p: PushResponse = serde_json::from_str(r#"{"accepted":1,"duplicates":2}"#).unwrap();
+        assert_eq!((p.accepted, p.log, p.seq, p.hlc), (1, None, 0, None));
+        assert_eq!(
+            serde_json::to_string(&PushResponse::default()).unwrap(),
+            r#"{"accepted":0,"duplicates":0}"#
+        );
     }
 }

@@ -375,6 +375,19 @@ pub async fn run_with_clock(
         .call(|r| heph_core::Store::last_seq(r.store()))
         .await
         .map_err(|_| DaemonError::Settings("the database thread stopped at start".into()))??;
+    if hub_settings.is_some() {
+        // The log's identity is made with the hub's database (DESIGN §4).
+        let fresh = hub::log_id::fresh();
+        let (log, made) = db
+            .call(move |r| hub::log_id::ensure(r, fresh))
+            .await
+            .map_err(|_| DaemonError::Settings("the database thread stopped at start".into()))??;
+        if made {
+            tracing::info!(log = %log, "the hub's log has a new id");
+        } else {
+            tracing::debug!(log = %log, "the hub's log id");
+        }
+    }
     if let Some(sub) = hub_settings.as_ref().and_then(|s| s.owner_sub.clone()) {
         let seeded = db
             .call({

@@ -1,6 +1,6 @@
 //! `heph sync` (run a sync round now) and `heph sync --status` (how sync
-//! stands: last success, pending ops, hub seq, the real cause of the last
-//! failure). The daemon does the syncing; this asks it and reports.
+//! stands: last success, pending ops, hub seq, the last change of the hub's
+//! log and what was re-sent after it, the real cause of the last failure). The daemon does the syncing; this asks it and reports.
 
 use heph_core::rpc::{SyncStatus, method};
 
@@ -47,6 +47,28 @@ pub fn status_text(s: &SyncStatus, now: &Now) -> String {
     );
     if let Some(seq) = s.hub_seq {
         row(&mut out, "hub seq", seq.to_string());
+    }
+    if let Some(c) = &s.hub_log_change {
+        let when = format!(
+            "{} ago ({})",
+            duration(now_ms.saturating_sub(c.at_ms)),
+            now.local_time(c.at_ms)
+        );
+        row(
+            &mut out,
+            "hub log",
+            if c.done {
+                format!(
+                    "changed {when}; re-sent all {} ops this device held, {} of them new to the hub",
+                    c.ops, c.accepted
+                )
+            } else {
+                format!(
+                    "changed {when}; re-sending all {} ops this device holds, {} sent so far",
+                    c.ops, c.sent
+                )
+            },
+        );
     }
     if let Some(err) = &s.last_error {
         row(&mut out, "last error", err.clone());
@@ -124,6 +146,7 @@ mod tests {
             last_error: Some("cannot reach the hub https://hub.example: connection refused".into()),
             message: "the hub is unreachable".into(),
             hint: Some("heph sync --status".into()),
+            hub_log_change: None,
         };
         insta::assert_snapshot!(status_text(&failing, &now()), @r"
         the hub is unreachable
@@ -133,6 +156,27 @@ mod tests {
         hub seq      120
         last error   cannot reach the hub https://hub.example: connection refused
         hint: heph sync --status
+        ");
+        let changed = SyncStatus {
+            configured: true,
+            hub_url: Some("https://hub.example".into()),
+            last_success_ms: Some(1_764_000_000_000 - 4_000),
+            message: "in sync with https://hub.example".into(),
+            hub_log_change: Some(heph_core::rpc::HubLogChange {
+                at_ms: 1_764_000_000_000 - 60_000,
+                ops: 240,
+                sent: 240,
+                accepted: 5,
+                done: true,
+            }),
+            ..SyncStatus::default()
+        };
+        insta::assert_snapshot!(status_text(&changed, &now()), @r"
+        in sync with https://hub.example
+        hub          https://hub.example
+        last success 4s ago (2025-11-24 15:59:56 +00:00)
+        pending      0 local ops not yet on the hub
+        hub log      changed 1m ago (2025-11-24 15:59:00 +00:00); re-sent all 240 ops this device held, 5 of them new to the hub
         ");
         assert_eq!(
             synced_text(&failing),

@@ -3,7 +3,10 @@
 //!
 //! Handlers parse and check everything before touching the replica, so a
 //! bad request writes nothing; every refusal is an [`ApiError`]. Cursors are
-//! the hub log's arrival seqs, never HLCs. The replica itself is only
+//! the hub log's arrival seqs, never HLCs; every push and pull answer names
+//! the log's id ([`log_id`](super::log_id)), and a pull that names another
+//! log, or a position the log no longer holds, is told to start over before
+//! any long poll. The replica itself is only
 //! reached through the [`Db`] thread; this module owns no sockets (see
 //! [`serve`](super::serve)) and does not decide who a caller is (see
 //! [`auth`](super::auth)).
@@ -18,11 +21,12 @@ use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use heph_core::hub_log::{Seen, Verdict};
 use heph_core::wire::{
     DEFAULT_PULL_LIMIT, Health, MAX_PULL_LIMIT, MAX_PULL_WAIT_SECS, MAX_PUSH_BYTES, MAX_PUSH_OPS,
     MAX_RPC_BYTES, ProtectedResource, PullResponse, PushRequest, PushResponse, error_code, route,
 };
-use heph_core::{Outcome, Refusal, ReplicaError, Store, StoreError};
+use heph_core::{Hlc, Outcome, Refusal, ReplicaError, Store, StoreError};
 use tokio::sync::watch;
 
 use super::api_error::ApiError;
@@ -218,13 +222,32 @@ async fn push(
         )));
     }
     if req.ops.is_empty() {
-        return Ok(axum::Json(PushResponse::default()).into_response());
+        let fresh = super::log_id::fresh();
+        let (log, end) = state
+            .db
+            .call(move |r| -> Result<_, StoreError> {
+                let (log, _) = super::log_id::ensure(r, fresh)?;
+                Ok((log, heph_core::hub_log::end(r.store())?))
+            })
+            .await
+            .map_err(|_| ApiError::shutting_down())?
+            .map_err(read_error)?;
+        return Ok(axum::Json(PushResponse {
+            log: Some(log),
+            seq: end.map_or(0, |e| e.seq),
+            hlc: end.map(|e| e.hlc),
+            ..PushResponse::default()
+        })
+        .into_response());
     }
     let ops = req.ops;
+    let fresh = super::log_id::fresh();
     let result = state
         .db
         .call(move |r| -> Result<_, ReplicaError> {
             let outcomes = r.receive(&ops)?;
+            let (log, _) = super::log_id::ensure(r, fresh)?;
+            let end = heph_core::hub_log::end(r.store())?;
             let nodes: BTreeSet<_> = ops
                 .iter()
                 .zip(&outcomes)
@@ -240,15 +263,20 @@ async fn push(
                 r.store().last_seq()?,
                 outcomes.len() as u64 - duplicates,
                 duplicates,
+                log,
+                end,
             ))
         })
         .await
         .map_err(|_| ApiError::shutting_down())?;
-    let (nodes, last_seq, accepted, duplicates) = result.map_err(push_error)?;
+    let (nodes, last_seq, accepted, duplicates, log, end) = result.map_err(push_error)?;
     state.ctx.committed(nodes, last_seq);
     Ok(axum::Json(PushResponse {
         accepted,
         duplicates,
+        log: Some(log),
+        seq: end.map_or(0, |e| e.seq),
+        hlc: end.map(|e| e.hlc),
     })
     .into_response())
 }
@@ -284,12 +312,19 @@ fn push_error(e: ReplicaError) -> ApiError {
 }
 
 /// The checked query of a pull.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullQuery {
     pub after: u64,
     pub limit: usize,
     pub wait_secs: u64,
+    /// The log id the spoke's cursors belong to (`log`), if it sent one.
+    pub log: Option<String>,
+    /// A position the spoke saw in that log (`seen` and `seen_hlc`).
+    pub seen: Option<Seen>,
 }
+
+/// The longest log id a pull may name.
+const MAX_LOG_ID: usize = 64;
 
 fn number(key: &str, value: &str) -> Result<u64, ApiError> {
     if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -310,23 +345,50 @@ pub fn parse_pull_query(query: Option<&str>) -> Result<PullQuery, ApiError> {
         after: 0,
         limit: DEFAULT_PULL_LIMIT,
         wait_secs: 0,
+        log: None,
+        seen: None,
     };
-    let mut seen = BTreeSet::new();
+    let mut given = BTreeSet::new();
+    let (mut seen_seq, mut seen_hlc) = (None, None);
     for pair in query
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !["after", "limit", "wait"].contains(&key) {
+        if !["after", "limit", "wait", "log", "seen", "seen_hlc"].contains(&key) {
             continue;
         }
-        if !seen.insert(key) {
+        if !given.insert(key) {
             return Err(ApiError::query(format!("{key} is given more than once")));
+        }
+        if key == "log" {
+            if value.is_empty()
+                || value.len() > MAX_LOG_ID
+                || !value.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(ApiError::query(format!(
+                    "log must be a log id of 1 to {MAX_LOG_ID} hex digits, not {:?}",
+                    value.chars().take(40).collect::<String>()
+                )));
+            }
+            q.log = Some(value.to_ascii_lowercase());
+            continue;
+        }
+        if key == "seen_hlc" {
+            let hlc: Hlc = value.parse().map_err(|_| {
+                ApiError::query(format!(
+                    "seen_hlc must be an HLC, not {:?}",
+                    value.chars().take(60).collect::<String>()
+                ))
+            })?;
+            seen_hlc = Some(hlc);
+            continue;
         }
         let n = number(key, value)?;
         match key {
             "after" => q.after = n,
+            "seen" => seen_seq = Some(n),
             "limit" => {
                 if n == 0 || n > MAX_PULL_LIMIT as u64 {
                     return Err(ApiError::query(format!(
@@ -345,7 +407,50 @@ pub fn parse_pull_query(query: Option<&str>) -> Result<PullQuery, ApiError> {
             }
         }
     }
+    q.seen = match (seen_seq, seen_hlc) {
+        (None, None) => None,
+        (Some(seq), Some(hlc)) if seq > 0 => Some(Seen { seq, hlc }),
+        _ => {
+            return Err(ApiError::query(
+                "seen (a hub seq above 0) and seen_hlc come together or not at all",
+            ));
+        }
+    };
     Ok(q)
+}
+
+fn read_error(e: StoreError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        error_code::STORE,
+        format!("the hub cannot read its log: {e}"),
+    )
+}
+
+/// What one read of the log for a pull found.
+enum Fetched {
+    /// The spoke's claim about the log failed: the start-over page, with the log's id.
+    StartOver(String),
+    /// `after` is beyond the log's end (a spoke that names no log).
+    Ahead { last: u64 },
+    /// The ops after `after`, the log's last seq and its id.
+    Page {
+        ops: Vec<heph_core::LoggedOp>,
+        last: u64,
+        log: String,
+    },
+}
+
+/// The answer that tells a spoke to start over: no ops, `next` 0, and the
+/// id of the log as it is now.
+fn start_over_page(log: String) -> Response {
+    axum::Json(PullResponse {
+        ops: Vec::new(),
+        next: 0,
+        more: true,
+        log: Some(log),
+    })
+    .into_response()
 }
 
 async fn pull(
@@ -353,50 +458,82 @@ async fn pull(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse_pull_query(query.as_deref())?;
+    let (after, limit, seen) = (q.after, q.limit, q.seen);
+    let mut claim = q.log.clone();
     if q.wait_secs > 0 {
+        // A spoke that names a log is checked before any wait: if its
+        // cursors belong to another log (or this one is not what it saw),
+        // it is told at once to start over, even while it long-polls.
+        if let Some(claimed) = claim.take() {
+            let fresh = super::log_id::fresh();
+            let (verdict, log) = state
+                .db
+                .call(move |r| super::log_id::check_claim(r, &claimed, after, seen, fresh))
+                .await
+                .map_err(|_| ApiError::shutting_down())?
+                .map_err(read_error)?;
+            if verdict != Verdict::Same {
+                return Ok(start_over_page(log));
+            }
+        }
         let mut seq = state.ctx.log_seq.subscribe();
         let mut stop = state.shutdown.clone();
-        if *seq.borrow_and_update() <= q.after {
+        if *seq.borrow_and_update() <= after {
             tokio::select! {
-                _ = seq.wait_for(|&s| s > q.after) => {}
+                _ = seq.wait_for(|&s| s > after) => {}
                 _ = tokio::time::sleep(Duration::from_secs(q.wait_secs)) => {}
                 _ = stop.wait_for(|&s| s) => {}
             }
         }
     }
-    let (after, limit) = (q.after, q.limit);
-    let (ops, last_seq) = state
+    // Without a wait, the claim is checked in the same job as the read.
+    let fresh = super::log_id::fresh();
+    let fetched = state
         .db
-        .call(move |r| -> Result<_, StoreError> {
+        .call(move |r| -> Result<Fetched, StoreError> {
+            let log = match claim {
+                Some(claimed) => {
+                    let (verdict, log) =
+                        super::log_id::check_claim(r, &claimed, after, seen, fresh)?;
+                    if verdict != Verdict::Same {
+                        return Ok(Fetched::StartOver(log));
+                    }
+                    log
+                }
+                None => super::log_id::ensure(r, fresh)?.0,
+            };
             let last = r.store().last_seq()?;
             if after > last {
-                return Ok((None, last));
+                return Ok(Fetched::Ahead { last });
             }
-            Ok((Some(r.store().ops_after(after, limit)?), last))
+            Ok(Fetched::Page {
+                ops: r.store().ops_after(after, limit)?,
+                last,
+                log,
+            })
         })
         .await
         .map_err(|_| ApiError::shutting_down())?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error_code::STORE,
-                format!("the hub cannot read its log: {e}"),
-            )
-        })?;
-    let Some(ops) = ops else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            error_code::CURSOR_AHEAD,
-            format!(
-                "the cursor {after} is beyond the hub's log, which ends at {last_seq}; the hub's database was replaced, so pull again from 0"
-            ),
-        ));
+        .map_err(read_error)?;
+    let (ops, last_seq, log) = match fetched {
+        Fetched::StartOver(log) => return Ok(start_over_page(log)),
+        Fetched::Ahead { last } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                error_code::CURSOR_AHEAD,
+                format!(
+                    "the cursor {after} is beyond the hub's log, which ends at {last}; the hub's database was replaced, so pull again from 0"
+                ),
+            ));
+        }
+        Fetched::Page { ops, last, log } => (ops, last, log),
     };
     let next = ops.last().map_or(after, |l| l.seq);
     let body = PullResponse {
         more: next < last_seq,
         next,
         ops: ops.into_iter().map(|l| l.op).collect(),
+        log: Some(log),
     };
     Ok(axum::Json(body).into_response())
 }
@@ -488,5 +625,24 @@ mod tests {
             Some("after=1&after=2"),
             Err("after is given more than once"),
         );
+        let hlc = "0001795620812689-0000-cadc70ff8d5680aff4610b11f327aa4a";
+        let q = parse_pull_query(Some(&format!("after=3&log=AB01&seen=2&seen_hlc={hlc}"))).unwrap();
+        assert_eq!(q.log.as_deref(), Some("ab01"));
+        assert_eq!(
+            q.seen.map(|s| (s.seq, s.hlc.to_string())),
+            Some((2, hlc.to_owned()))
+        );
+        check(Some("log=xyz"), Err("log must be a log id"));
+        check(Some(&format!("log={}", "a".repeat(65))), Err("log must be"));
+        check(Some("log=ab&seen=2"), Err("come together"));
+        check(
+            Some(&format!("log=ab&seen=0&seen_hlc={hlc}")),
+            Err("come together"),
+        );
+        check(
+            Some("log=ab&seen=2&seen_hlc=x"),
+            Err("seen_hlc must be an HLC"),
+        );
+        check(Some("log=ab&log=cd"), Err("log is given more than once"));
     }
 }

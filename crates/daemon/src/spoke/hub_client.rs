@@ -352,9 +352,29 @@ impl HubClient {
         limit: usize,
         wait_secs: u64,
     ) -> Result<PullResponse, SyncError> {
+        self.pull_checked(after, limit, wait_secs, None, None).await
+    }
+
+    /// [`pull`](Self::pull) naming the hub log the cursor belongs to and a
+    /// position seen in it, so the hub says at once when its log changed
+    /// (see [`heph_core::hub_log`]).
+    pub async fn pull_checked(
+        &self,
+        after: u64,
+        limit: usize,
+        wait_secs: u64,
+        log: Option<&str>,
+        seen: Option<heph_core::hub_log::Seen>,
+    ) -> Result<PullResponse, SyncError> {
         let mut url = format!("{}?after={after}&limit={limit}", self.hub.join(route::PULL));
         if wait_secs > 0 {
             url.push_str(&format!("&wait={wait_secs}"));
+        }
+        if let Some(log) = log {
+            url.push_str(&format!("&log={log}"));
+            if let Some(seen) = seen {
+                url.push_str(&format!("&seen={}&seen_hlc={}", seen.seq, seen.hlc));
+            }
         }
         let resp = self
             .send(|| {

@@ -5,7 +5,10 @@
 //! edit and backs off ([`backoff`]) when the hub fails. [`hub_client`] is its
 //! HTTP side. [`SyncHandle`] is what the RPC methods see: `sync.status` and
 //! `sync.now`. The per-hub cursors live in the replica's metadata, keyed by
-//! the normalized hub URL; nothing here serves HTTP.
+//! the normalized hub URL and belonging to one id of the hub's log
+//! ([`CursorKeys`]): when the hub's log changes, they start over and every
+//! op this replica holds is re-sent ([`LogChangeRecord`]). Nothing here
+//! serves HTTP.
 
 pub mod auth;
 pub mod backoff;
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use heph_core::Store;
-use heph_core::rpc::{RpcError, SyncStatus, code};
+use heph_core::rpc::{HubLogChange, RpcError, SyncStatus, code};
 use heph_core::wire::HubUrl;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -32,19 +35,55 @@ pub const SYNC_NOW_TIMEOUT: Duration = Duration::from_secs(120);
 /// The metadata keys holding one hub's cursors.
 #[derive(Debug, Clone)]
 pub struct CursorKeys {
+    /// The id of the hub's log the cursors below belong to (empty: not yet
+    /// known). A different id in a hub's answer voids them.
+    pub log: String,
     /// The hub seq this replica has pulled up to.
     pub pulled: String,
     /// This replica's own seq it has pushed up to.
     pub pushed: String,
+    /// The furthest position this replica has seen in the hub's log
+    /// (`"SEQ HLC"`, [`heph_core::hub_log::Seen`]), sent with every pull.
+    pub seen: String,
+    /// The last change of the hub's log ([`LogChangeRecord`] as JSON);
+    /// while it is not done, a re-push of every op up to its `upto` is due.
+    pub change: String,
 }
 
 impl CursorKeys {
     /// The keys for the hub `origin` (a normalized hub URL).
     pub fn new(origin: &str) -> Self {
         Self {
+            log: format!("sync.log {origin}"),
             pulled: format!("sync.pulled {origin}"),
             pushed: format!("sync.pushed {origin}"),
+            seen: format!("sync.seen {origin}"),
+            change: format!("sync.log_change {origin}"),
         }
+    }
+}
+
+/// A change of the hub's log and the re-push it calls for, as kept in the
+/// replica's metadata so that a restart mid-re-push finishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogChangeRecord {
+    /// What `sync.status` shows.
+    #[serde(flatten)]
+    pub public: HubLogChange,
+    /// Every op with a local seq up to this one is re-sent, whatever its origin.
+    pub upto: u64,
+}
+
+impl LogChangeRecord {
+    /// Reads the stored form; `None` when absent or unreadable (a damaged
+    /// record only loses the report, never data: the cursors were reset).
+    pub fn parse(text: Option<&str>) -> Option<Self> {
+        serde_json::from_str(text?).ok()
+    }
+
+    /// Whether a re-push is still due.
+    pub fn pending(&self) -> bool {
+        !self.public.done
     }
 }
 
@@ -176,6 +215,11 @@ impl SyncHandle {
         }
     }
 
+    /// Publishes `status` (the hub's log changed, or its re-push finished).
+    pub(crate) fn notify(&self) {
+        self.inner.events.status();
+    }
+
     /// Records a failed round; publishes `status` when health changed.
     pub(crate) fn failed(&self, err: &SyncError) {
         let (text, hint) = self.describe(err);
@@ -196,34 +240,45 @@ impl SyncHandle {
         let origin = self.inner.hub.to_string();
         let keys = CursorKeys::new(&origin);
         let success_key = last_success_key(&origin);
+        type Counts = (u64, Option<u64>, Option<u64>, Option<LogChangeRecord>);
         let counts = self
             .inner
             .db
-            .call(
-                move |r| -> Result<(u64, Option<u64>, Option<u64>), heph_core::StoreError> {
-                    let store = r.store();
-                    let pushed = store
-                        .meta(&keys.pushed)?
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    let pulled = store.meta(&keys.pulled)?.and_then(|v| v.parse().ok());
-                    let success = store.meta(&success_key)?.and_then(|v| v.parse().ok());
-                    Ok((store.count_outgoing(pushed, &origin)?, pulled, success))
-                },
-            )
+            .call(move |r| -> Result<Counts, heph_core::StoreError> {
+                let store = r.store();
+                let pushed = store
+                    .meta(&keys.pushed)?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let pulled = store.meta(&keys.pulled)?.and_then(|v| v.parse().ok());
+                let success = store.meta(&success_key)?.and_then(|v| v.parse().ok());
+                let change = LogChangeRecord::parse(store.meta(&keys.change)?.as_deref());
+                // While a re-push is due, what it has still to send comes
+                // first; own ops written after it are counted as usual.
+                let pending = match &change {
+                    Some(c) if c.pending() => {
+                        c.public.ops.saturating_sub(c.public.sent)
+                            + store.count_outgoing(pushed.max(c.upto), &origin)?
+                    }
+                    _ => store.count_outgoing(pushed, &origin)?,
+                };
+                Ok((pending, pulled, success, change))
+            })
             .await;
         let h = self.health().clone();
         let hub = self.inner.hub.to_string();
-        let (pending_ops, hub_seq, stored_success, store_error) = match counts {
-            Ok(Ok((pending, pulled, success))) => (pending, pulled, success, None),
-            Ok(Err(e)) => (0, None, None, Some(e.to_string())),
+        let (pending_ops, hub_seq, stored_success, change, store_error) = match counts {
+            Ok(Ok((pending, pulled, success, change))) => (pending, pulled, success, change, None),
+            Ok(Err(e)) => (0, None, None, None, Some(e.to_string())),
             Err(_) => (
                 0,
+                None,
                 None,
                 None,
                 Some("the daemon is shutting down".to_owned()),
             ),
         };
+        let repushing = change.as_ref().filter(|c| c.pending()).map(|c| &c.public);
         let (message, last_error, hint) = match (&h.last_error, h.last_success_ms) {
             (Some((err, hint)), _) => (
                 format!(
@@ -233,6 +288,13 @@ impl SyncHandle {
                 ),
                 Some(err.clone()),
                 hint.clone(),
+            ),
+            (None, _) if repushing.is_some() => (
+                format!(
+                    "the hub's log at {hub} changed (a restored or new database): re-sending every op this device holds, {pending_ops} still to send"
+                ),
+                None,
+                None,
             ),
             (None, Some(_)) if pending_ops == 0 => (format!("in sync with {hub}"), None, None),
             (None, Some(_)) => (
@@ -266,6 +328,7 @@ impl SyncHandle {
             last_error: last_error.or(store_error),
             message,
             hint,
+            hub_log_change: change.map(|c| c.public),
         }
     }
 

@@ -5,18 +5,25 @@
 //! came from this hub. Every step is safe to interrupt: pulled ops and the
 //! `pulled` cursor commit in one transaction, and `pushed` moves only after
 //! the hub acknowledged the batch (a re-sent batch is all duplicates).
+//! The cursors belong to one id of the hub's log: every pull names it and a
+//! position seen in the log, and when an answer carries another id (a
+//! restored or new hub database) the spoke starts over — cursors to 0 and a
+//! re-push of every op it holds, whatever its origin, recorded in the same
+//! transaction so that a restart finishes it.
 //! Between rounds the loop long-polls the hub, and a local edit or
 //! `sync.now` starts a round at once. It owns no HTTP server and no socket.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use heph_core::wire::{MAX_PULL_LIMIT, MAX_PUSH_BYTES, MAX_PUSH_OPS, PullResponse};
+use heph_core::hub_log::Seen;
+use heph_core::rpc::HubLogChange;
+use heph_core::wire::{MAX_PULL_LIMIT, MAX_PUSH_BYTES, MAX_PUSH_OPS, PullResponse, error_code};
 use heph_core::{Outgoing, ReplicaError, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::backoff::{Backoff, random_unit};
-use super::{CursorKeys, HubClient, RoundReply, SyncError, SyncHandle};
+use super::{CursorKeys, HubClient, LogChangeRecord, RoundReply, SyncError, SyncHandle};
 use crate::db::{Db, SystemClock};
 use crate::rpc::methods::Context;
 use heph_core::hlc::Clock;
@@ -68,6 +75,30 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Why a round stopped short.
+enum Halt {
+    /// A failure to report.
+    Sync(SyncError),
+    /// The hub answered with another log id than the cursors belong to.
+    LogChanged { log: Option<String> },
+}
+
+impl From<SyncError> for Halt {
+    fn from(e: SyncError) -> Self {
+        Halt::Sync(e)
+    }
+}
+
+/// The per-hub state a round starts from (see [`CursorKeys`]).
+#[derive(Debug, Clone, Default)]
+struct State {
+    log: Option<String>,
+    pulled: u64,
+    pushed: u64,
+    seen: Option<Seen>,
+    change: Option<LogChangeRecord>,
 }
 
 /// The loop's state.
@@ -150,39 +181,82 @@ impl SyncLoop {
         }
     }
 
-    async fn cursors(&self) -> Result<(u64, u64), SyncError> {
+    async fn state(&self) -> Result<State, SyncError> {
         let keys = self.keys.clone();
         self.db
-            .call(move |r| -> Result<(u64, u64), StoreError> {
+            .call(move |r| -> Result<State, StoreError> {
+                let store = r.store();
                 let get = |k: &str| -> Result<u64, StoreError> {
-                    Ok(r.store().meta(k)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+                    Ok(store.meta(k)?.and_then(|v| v.parse().ok()).unwrap_or(0))
                 };
-                Ok((get(&keys.pulled)?, get(&keys.pushed)?))
+                Ok(State {
+                    log: store.meta(&keys.log)?.filter(|l| !l.is_empty()),
+                    pulled: get(&keys.pulled)?,
+                    pushed: get(&keys.pushed)?,
+                    seen: store.meta(&keys.seen)?.and_then(|v| Seen::parse(&v)),
+                    change: LogChangeRecord::parse(store.meta(&keys.change)?.as_deref()),
+                })
             })
             .await
             .map_err(|_| SyncError::ShuttingDown)?
             .map_err(store("read its sync cursors"))
     }
 
-    /// Applies one pulled page and moves `pulled` in the same transaction.
-    async fn apply_page(&self, page: PullResponse, after: u64) -> Result<u64, SyncError> {
+    /// Compares the log id of a hub answer with the one the cursors belong
+    /// to: `Ok(Some(id))` adopts the id of a hub first heard of (or an
+    /// upgraded one), a different id halts the round.
+    fn check_log(known: Option<&str>, answered: Option<&str>) -> Result<Option<String>, Halt> {
+        match (known, answered) {
+            (_, None) => Ok(None),
+            (None, Some(a)) => Ok(Some(a.to_owned())),
+            (Some(k), Some(a)) if k == a => Ok(None),
+            (Some(_), Some(a)) => Err(Halt::LogChanged {
+                log: Some(a.to_owned()),
+            }),
+        }
+    }
+
+    /// Applies one pulled page and moves `pulled` (and `seen`, and the log
+    /// id when first learned) in the same transaction.
+    async fn apply_page(
+        &self,
+        page: PullResponse,
+        after: u64,
+        adopt: Option<String>,
+    ) -> Result<u64, SyncError> {
         if page.next < after {
             return Err(SyncError::BadResponse {
                 url: self.origin.clone(),
                 reason: format!("the pull cursor went back from {after} to {}", page.next),
             });
         }
-        if page.ops.is_empty() && page.next == after {
+        if page.ops.is_empty() && page.next == after && adopt.is_none() {
             return Ok(after);
         }
         let origin = self.origin.clone();
-        let key = self.keys.pulled.clone();
+        let keys = self.keys.clone();
         let next = page.next;
         let ops = page.ops;
         let (nodes, last_seq) = self
             .db
             .call(move |r| -> Result<(BTreeSet<_>, u64), ReplicaError> {
-                let outcomes = r.receive_from(&ops, Some(&origin), &[(&key, &next.to_string())])?;
+                let mut meta = vec![(keys.pulled.clone(), next.to_string())];
+                if let Some(last) = ops.last() {
+                    let seen = Seen {
+                        seq: next,
+                        hlc: last.hlc,
+                    };
+                    let known = r.store().meta(&keys.seen)?.and_then(|v| Seen::parse(&v));
+                    if known.is_none_or(|k| k.seq <= next) {
+                        meta.push((keys.seen.clone(), seen.to_string()));
+                    }
+                }
+                if let Some(log) = adopt {
+                    meta.push((keys.log.clone(), log));
+                }
+                let meta: Vec<(&str, &str)> =
+                    meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let outcomes = r.receive_from(&ops, Some(&origin), &meta)?;
                 let nodes = ops
                     .iter()
                     .zip(&outcomes)
@@ -198,25 +272,36 @@ impl SyncLoop {
         Ok(next)
     }
 
-    async fn set_cursor(&self, key: String, value: u64) -> Result<(), SyncError> {
+    async fn set_meta(&self, meta: Vec<(String, String)>) -> Result<(), SyncError> {
         self.db
-            .call(move |r| r.set_meta(&[(&key, &value.to_string())]))
+            .call(move |r| {
+                let meta: Vec<(&str, &str)> =
+                    meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                r.set_meta(&meta)
+            })
             .await
             .map_err(|_| SyncError::ShuttingDown)?
             .map_err(store("save its sync cursor"))
     }
 
     /// Pulls until `more` is false, fetching the next page while the
-    /// current one is applied.
-    async fn pull_all(&self, mut pulled: u64) -> Result<u64, SyncError> {
-        let fetch = |after: u64| {
+    /// current one is applied. Every page names the log the cursor belongs
+    /// to and a position seen in it, so a changed log halts the pull before
+    /// anything of it is applied under the old cursor.
+    async fn pull_all(&self, state: &State) -> Result<u64, Halt> {
+        let mut pulled = state.pulled;
+        let mut log = state.log.clone();
+        let fetch = |after: u64, seen: Option<Seen>, log: Option<String>| {
             let client = self.client.clone();
             AbortOnDrop(tokio::spawn(async move {
-                client.pull(after, MAX_PULL_LIMIT, 0).await
+                client
+                    .pull_checked(after, MAX_PULL_LIMIT, 0, log.as_deref(), seen)
+                    .await
             }))
         };
-        let mut next = Some(fetch(pulled));
+        let mut next = Some(fetch(pulled, state.seen, log.clone()));
         let mut pending: Option<PullResponse> = None;
+        let mut adopt: Option<String> = None;
         while let Some(mut task) = next.take() {
             let fetched = match (&mut task.0).await {
                 Ok(r) => r,
@@ -227,13 +312,21 @@ impl SyncLoop {
                 Err(e) => {
                     // Keep what already arrived before reporting the failure.
                     if let Some(b) = pending.take() {
-                        self.apply_page(b, pulled).await?;
+                        self.apply_page(b, pulled, adopt.take()).await?;
                     }
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
+            if let Some(new) = Self::check_log(log.as_deref(), page.log.as_deref())? {
+                log = Some(new.clone());
+                adopt = Some(new);
+            }
             if page.more {
-                next = Some(fetch(page.next));
+                let seen = page.ops.last().map(|op| Seen {
+                    seq: page.next,
+                    hlc: op.hlc,
+                });
+                next = Some(fetch(page.next, seen, log.clone()));
             }
             let (batch, ready) = gather(pending.take(), page);
             if !ready {
@@ -241,7 +334,7 @@ impl SyncLoop {
                 continue;
             }
             let bulk = batch.ops.len() >= BULK_APPLY_OPS / 2;
-            pulled = self.apply_page(batch, pulled).await?;
+            pulled = self.apply_page(batch, pulled, adopt.take()).await?;
             if bulk && next.is_none() {
                 release_freed_memory();
             }
@@ -249,53 +342,204 @@ impl SyncLoop {
         Ok(pulled)
     }
 
-    /// Pushes this replica's own ops after `pushed`, in batches.
-    async fn push_all(&self, mut pushed: u64) -> Result<u64, SyncError> {
+    /// The next ops to push after `pushed`: while a re-push is due, every
+    /// op up to its `upto` whatever its origin; then this replica's own.
+    async fn next_outgoing(
+        &self,
+        pushed: u64,
+        repush_upto: Option<u64>,
+    ) -> Result<Outgoing, SyncError> {
+        let origin = self.origin.clone();
+        self.db
+            .call(move |r| -> Result<Outgoing, StoreError> {
+                match repush_upto {
+                    Some(upto) if pushed < upto => {
+                        let mut ops = r.store().ops_after(pushed, MAX_PUSH_OPS)?;
+                        ops.retain(|l| l.seq <= upto);
+                        let scanned_to = if ops.len() == MAX_PUSH_OPS {
+                            ops.last().map_or(upto, |l| l.seq)
+                        } else {
+                            upto
+                        };
+                        Ok(Outgoing { ops, scanned_to })
+                    }
+                    _ => r.store().outgoing(pushed, MAX_PUSH_OPS, &origin),
+                }
+            })
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?
+            .map_err(store("read its ops to push"))
+    }
+
+    /// Pushes this replica's own ops after `pushed` in batches — and first,
+    /// while a re-push is due after a change of the hub's log, every op it
+    /// holds. `pushed`, `seen` and the re-push's progress move together,
+    /// after the hub acknowledged each batch.
+    async fn push_all(&self, state: State) -> Result<(), Halt> {
+        let State {
+            log,
+            mut pushed,
+            mut seen,
+            mut change,
+            ..
+        } = state;
         loop {
-            let origin = self.origin.clone();
-            let out = self
-                .db
-                .call(move |r| r.store().outgoing(pushed, MAX_PUSH_OPS, &origin))
-                .await
-                .map_err(|_| SyncError::ShuttingDown)?
-                .map_err(store("read its own ops to push"))?;
-            if out.ops.is_empty() && out.scanned_to <= pushed {
-                return Ok(pushed);
+            let repush_upto = change.as_ref().filter(|c| c.pending()).map(|c| c.upto);
+            let out = self.next_outgoing(pushed, repush_upto).await?;
+            let repushing = repush_upto.is_some_and(|u| pushed < u);
+            if out.ops.is_empty() && out.scanned_to <= pushed && !repushing {
+                return Ok(());
             }
             let (body, upto) = encode_batch(&out, pushed);
+            let sent = out.ops.iter().filter(|l| l.seq <= upto).count() as u64;
+            let mut meta = vec![(self.keys.pushed.clone(), upto.to_string())];
+            let mut accepted = 0;
             if let Some(body) = body {
-                let reply = self.client.push_encoded(body).await?;
-                tracing::debug!(
-                    accepted = reply.accepted,
-                    duplicates = reply.duplicates,
-                    "pushed"
-                );
+                match self.client.push_encoded(body).await {
+                    Ok(reply) => {
+                        tracing::debug!(
+                            accepted = reply.accepted,
+                            duplicates = reply.duplicates,
+                            "pushed"
+                        );
+                        if let Some(new) = Self::check_log(log.as_deref(), reply.log.as_deref())? {
+                            meta.push((self.keys.log.clone(), new));
+                        }
+                        if let Some(hlc) = reply.hlc {
+                            if seen.is_none_or(|s| s.seq < reply.seq) {
+                                let s = Seen {
+                                    seq: reply.seq,
+                                    hlc,
+                                };
+                                meta.push((self.keys.seen.clone(), s.to_string()));
+                                seen = Some(s);
+                            }
+                        }
+                        accepted = reply.accepted;
+                    }
+                    Err(SyncError::Rejected {
+                        status: 403,
+                        code,
+                        message,
+                        ..
+                    }) if repushing && code == error_code::FORBIDDEN => {
+                        // A reader may not push: it cannot give the hub back
+                        // what it holds. Its own pending ops fail as before.
+                        tracing::warn!(hub = %self.origin, %message, "the hub's log changed, but this device may not push, so it cannot re-send the ops it holds");
+                        if let Some(c) = change.as_mut() {
+                            c.public.done = true;
+                            let upto = c.upto;
+                            meta[0].1 = upto.max(pushed).to_string();
+                            meta.push((
+                                self.keys.change.clone(),
+                                serde_json::to_string(c).unwrap_or_default(),
+                            ));
+                            self.set_meta(meta).await?;
+                            pushed = upto.max(pushed);
+                            continue;
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            self.set_cursor(self.keys.pushed.clone(), upto).await?;
+            if repushing {
+                if let Some(c) = change.as_mut() {
+                    c.public.sent = (c.public.sent + sent).min(c.public.ops);
+                    c.public.accepted += accepted;
+                    if upto >= c.upto {
+                        c.public.done = true;
+                        c.public.sent = c.public.ops;
+                    }
+                    meta.push((
+                        self.keys.change.clone(),
+                        serde_json::to_string(c).unwrap_or_default(),
+                    ));
+                }
+            }
+            self.set_meta(meta).await?;
             pushed = upto;
+            if let Some(c) = change.as_ref().filter(|c| repushing && c.public.done) {
+                tracing::info!(
+                    hub = %self.origin,
+                    resent = c.public.ops,
+                    new_to_hub = c.public.accepted,
+                    "re-sent every op this device held after the hub's log changed"
+                );
+                self.handle.notify();
+            }
         }
     }
 
-    /// One round: pull everything, then push everything.
-    pub async fn round(&self) -> Result<(), SyncError> {
-        let (pulled, pushed) = self.cursors().await?;
-        match self.pull_all(pulled).await {
-            Err(e) if e.is_cursor_ahead() => {
-                // The hub's log is shorter than our cursor: its database was
-                // replaced. Start over; duplicates make re-sending harmless.
-                tracing::warn!(hub = %self.origin, "the hub's log is behind this spoke's cursor (was its database replaced?); pulling and pushing everything again");
-                self.set_cursor(self.keys.pulled.clone(), 0).await?;
-                self.set_cursor(self.keys.pushed.clone(), 0).await?;
-                self.pull_all(0).await?;
-                self.push_all(0).await?;
-                return Ok(());
-            }
-            other => {
-                other?;
-            }
-        }
-        self.push_all(pushed).await?;
+    /// Starts over with the hub's log `log` (`None`: not yet known): the
+    /// cursors go back to 0, and a re-push of every op held now is due. One
+    /// transaction, so a restart finishes what this began.
+    async fn start_over(&self, log: Option<String>) -> Result<(), SyncError> {
+        let keys = self.keys.clone();
+        let now = SystemClock.now_ms();
+        let record = self
+            .db
+            .call(move |r| -> Result<LogChangeRecord, StoreError> {
+                let record = LogChangeRecord {
+                    public: HubLogChange {
+                        at_ms: now,
+                        ops: r.store().op_count()?,
+                        ..HubLogChange::default()
+                    },
+                    upto: r.store().last_seq()?,
+                };
+                let json = serde_json::to_string(&record).unwrap_or_default();
+                r.set_meta(&[
+                    (&keys.log, log.as_deref().unwrap_or("")),
+                    (&keys.pulled, "0"),
+                    (&keys.pushed, "0"),
+                    (&keys.seen, ""),
+                    (&keys.change, &json),
+                ])?;
+                Ok(record)
+            })
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?
+            .map_err(store("reset its sync cursors"))?;
+        tracing::warn!(
+            hub = %self.origin,
+            ops = record.public.ops,
+            "the hub's log changed (its database was restored from a backup or replaced); pulling everything again and re-sending every op this device holds"
+        );
+        self.handle.notify();
         Ok(())
+    }
+
+    /// One round: pull everything, then push everything. When the hub's
+    /// log changed, start over once within the same round.
+    pub async fn round(&self) -> Result<(), SyncError> {
+        let mut started_over = false;
+        loop {
+            let halt = match self.try_round().await {
+                Ok(()) => return Ok(()),
+                Err(h) => h,
+            };
+            let log = match halt {
+                Halt::Sync(e) if e.is_cursor_ahead() && !started_over => None,
+                Halt::LogChanged { log } if !started_over => log,
+                Halt::Sync(e) => return Err(e),
+                Halt::LogChanged { .. } => {
+                    return Err(SyncError::BadResponse {
+                        url: self.origin.clone(),
+                        reason: "the hub's log changed again while this spoke started over".into(),
+                    });
+                }
+            };
+            self.start_over(log).await?;
+            started_over = true;
+        }
+    }
+
+    async fn try_round(&self) -> Result<(), Halt> {
+        let state = self.state().await?;
+        self.pull_all(&state).await?;
+        // Re-read: the pull may have learned the log id and a new position.
+        let state = self.state().await?;
+        self.push_all(state).await
     }
 
     /// Runs until `shutdown` turns true.
@@ -352,14 +596,28 @@ impl SyncLoop {
         }
     }
 
-    /// One long poll; applies what it brings.
+    /// One long poll; applies what it brings. The hub checks the log id
+    /// and position before it waits, so a changed log ends the poll at once
+    /// and the spoke starts over.
     async fn long_poll(&self) -> Result<(), SyncError> {
-        let (pulled, _) = self.cursors().await?;
+        let state = self.state().await?;
         let page = self
             .client
-            .pull(pulled, MAX_PULL_LIMIT, LONG_POLL_SECS)
+            .pull_checked(
+                state.pulled,
+                MAX_PULL_LIMIT,
+                LONG_POLL_SECS,
+                state.log.as_deref(),
+                state.seen,
+            )
             .await?;
-        self.apply_page(page, pulled).await?;
+        match Self::check_log(state.log.as_deref(), page.log.as_deref()) {
+            Ok(adopt) => {
+                self.apply_page(page, state.pulled, adopt).await?;
+            }
+            Err(Halt::LogChanged { log }) => self.start_over(log).await?,
+            Err(Halt::Sync(e)) => return Err(e),
+        }
         Ok(())
     }
 }
@@ -386,6 +644,7 @@ mod tests {
                 .collect(),
             next: (from + n) as u64,
             more,
+            log: None,
         };
         // Caught up at once: apply.
         let (b, ready) = gather(None, page(0, 10, false));
