@@ -526,10 +526,7 @@ mod tidy {
         let mut files = Vec::new();
         rust_files(&src, &mut files);
         assert!(files.len() > 20, "found only {files:?}");
-        let needles = [
-            concat!("get(\"", "method\")"),
-            concat!("[\"", "method\"]"),
-        ];
+        let needles = [concat!("get(\"", "method\")"), concat!("[\"", "method\"]")];
         for file in files {
             if file.ends_with("rpc/envelope.rs") {
                 continue;

@@ -7,17 +7,23 @@
 //! the hub acknowledged the batch (a re-sent batch is all duplicates).
 //! Between rounds the loop long-polls the hub, and a local edit or
 //! `sync.now` starts a round at once. It owns no HTTP server and no socket.
+//!
+//! HLC collisions (another writer shares a replica id of ours, DESIGN §4)
+//! are repaired here, never swallowed: a pulled op whose HLC this replica
+//! holds with different content moves ours to a fresh id in the same
+//! transaction that applies the page; a push the hub refuses with
+//! `hlc_collision` moves every unpushed op of that id, then pushes again.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use heph_core::wire::{MAX_PULL_LIMIT, MAX_PUSH_BYTES, MAX_PUSH_OPS, PullResponse};
-use heph_core::{Outgoing, ReplicaError, Store, StoreError};
+use heph_core::{Hlc, Outgoing, ReplicaError, ReplicaId, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::backoff::{Backoff, random_unit};
 use super::{CursorKeys, HubClient, RoundReply, SyncError, SyncHandle};
-use crate::db::{Db, SystemClock};
+use crate::db::{Db, SystemClock, random_bytes};
 use crate::rpc::methods::Context;
 use heph_core::hlc::Clock;
 
@@ -57,6 +63,11 @@ fn release_freed_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// How many collision repairs one push may make before it gives up and
+/// reports the refusal (each repair moves every unpushed op of one replica
+/// id, so more than a few means something else is wrong).
+const MAX_REPAIRS: usize = 8;
 
 /// Room left in a push body for the envelope.
 const ENVELOPE: usize = 64;
@@ -179,21 +190,34 @@ impl SyncLoop {
         let key = self.keys.pulled.clone();
         let next = page.next;
         let ops = page.ops;
-        let (nodes, last_seq) = self
+        let (nodes, last_seq, restamped) = self
             .db
-            .call(move |r| -> Result<(BTreeSet<_>, u64), ReplicaError> {
-                let outcomes = r.receive_from(&ops, Some(&origin), &[(&key, &next.to_string())])?;
+            .call(move |r| -> Result<(BTreeSet<_>, u64, _), ReplicaError> {
+                let (outcomes, restamped) =
+                    r.receive_repairing(&ops, Some(&origin), &[(&key, &next.to_string())], || {
+                        ReplicaId(random_bytes())
+                    })?;
                 let nodes = ops
                     .iter()
                     .zip(&outcomes)
                     .filter(|(_, o)| matches!(o, heph_core::Outcome::Applied))
                     .map(|(op, _)| op.node)
+                    .chain(restamped.nodes.iter().copied())
                     .collect();
-                Ok((nodes, r.store().last_seq()?))
+                Ok((nodes, r.store().last_seq()?, restamped))
             })
             .await
             .map_err(|_| SyncError::ShuttingDown)?
             .map_err(local("apply the ops pulled from the hub"))?;
+        if let Some((old, new)) = restamped.moved.first() {
+            tracing::warn!(
+                hub = %self.origin,
+                ops = restamped.moved.len(),
+                first = %old,
+                now = %new,
+                "the hub sent ops whose HLCs this replica holds with different content: another writer shares a replica id (a copied data directory?); this replica's ops under those HLCs were re-stamped and will be pushed, nothing is lost"
+            );
+        }
         self.ctx.committed(nodes, last_seq);
         Ok(next)
     }
@@ -249,8 +273,11 @@ impl SyncLoop {
         Ok(pulled)
     }
 
-    /// Pushes this replica's own ops after `pushed`, in batches.
+    /// Pushes this replica's own ops after `pushed`, in batches. A batch the
+    /// hub refuses as an HLC collision is repaired ([`Self::repair`]) and
+    /// pushed again.
     async fn push_all(&self, mut pushed: u64) -> Result<u64, SyncError> {
+        let mut repairs = 0;
         loop {
             let origin = self.origin.clone();
             let out = self
@@ -264,7 +291,17 @@ impl SyncLoop {
             }
             let (body, upto) = encode_batch(&out, pushed);
             if let Some(body) = body {
-                let reply = self.client.push_encoded(body).await?;
+                let reply = match self.client.push_encoded(body).await {
+                    Err(SyncError::Collision { hlc, message, url }) if repairs < MAX_REPAIRS => {
+                        repairs += 1;
+                        if self.repair(pushed, hlc).await? == 0 {
+                            // None of ours carries that id: re-stamping cannot help.
+                            return Err(SyncError::Collision { url, hlc, message });
+                        }
+                        continue;
+                    }
+                    other => other?,
+                };
                 tracing::debug!(
                     accepted = reply.accepted,
                     duplicates = reply.duplicates,
@@ -274,6 +311,34 @@ impl SyncLoop {
             self.set_cursor(self.keys.pushed.clone(), upto).await?;
             pushed = upto;
         }
+    }
+
+    /// Moves every op after `pushed` stamped by the replica id of `hlc` to a
+    /// fresh id, after the hub refused a push as an HLC collision. Returns
+    /// how many moved.
+    async fn repair(&self, pushed: u64, hlc: Hlc) -> Result<usize, SyncError> {
+        let origin = self.origin.clone();
+        let (restamped, last_seq) = self
+            .db
+            .call(move |r| -> Result<_, ReplicaError> {
+                let restamped =
+                    r.restamp_unpushed(pushed, &origin, hlc.replica, || ReplicaId(random_bytes()))?;
+                Ok((restamped, r.store().last_seq()?))
+            })
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?
+            .map_err(local("re-stamp its unpushed ops"))?;
+        tracing::warn!(
+            hub = %self.origin,
+            %hlc,
+            replica = %hlc.replica,
+            ops = restamped.moved.len(),
+            "the hub holds a different op under an HLC this replica pushed: another writer shares the replica id (a copied data directory?); re-stamped this replica's unpushed ops of that id and pushing them again, nothing is lost"
+        );
+        let moved = restamped.moved.len();
+        self.ctx
+            .committed(restamped.nodes.into_iter().collect(), last_seq);
+        Ok(moved)
     }
 
     /// One round: pull everything, then push everything.
