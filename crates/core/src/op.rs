@@ -48,7 +48,8 @@ pub enum Outcome {
     Applied,
     /// Logged, but a greater HLC already holds (or in this batch took) the register.
     Superseded,
-    /// Its HLC was already in the log (or earlier in this batch): nothing changed.
+    /// Its HLC was already in the log (or earlier in this batch) with the same
+    /// node, field and value: nothing changed.
     Duplicate,
     /// Not logged, for the reason given.
     Refused(Refusal),

@@ -20,8 +20,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// A `WWW-Authenticate` challenge (401s).
     pub www_authenticate: Option<String>,
-    /// The HLC at fault (409 `hlc_collision`).
-    pub hlc: Option<Hlc>,
+    /// The HLC at fault (409 `hlc_collision`); boxed, so every other
+    /// refusal stays small.
+    pub hlc: Option<Box<Hlc>>,
 }
 
 impl ApiError {
@@ -41,7 +42,7 @@ impl ApiError {
     /// logged with different content.
     pub fn collision(hlc: Hlc, message: impl Into<String>) -> Self {
         Self {
-            hlc: Some(hlc),
+            hlc: Some(Box::new(hlc)),
             ..Self::new(StatusCode::CONFLICT, error_code::HLC_COLLISION, message)
         }
     }
@@ -94,7 +95,7 @@ impl IntoResponse for ApiError {
             Json(ErrorBody {
                 error: self.code.to_owned(),
                 message: self.message,
-                hlc: self.hlc,
+                hlc: self.hlc.map(|h| *h),
             }),
         )
             .into_response();
