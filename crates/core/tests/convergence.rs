@@ -910,8 +910,11 @@ fn shared_replica_ids_collide_and_are_repaired<S: Store>(mut make: impl FnMut() 
         .restamp_unpushed(0, HUB, hlc.replica, &mut fresh)
         .unwrap();
     assert_eq!(repaired.moved.len(), 3);
+    // Each keeps its wall time and counter (its place among every op it is
+    // not concurrent with) under a fresh id, greater than the old stamp.
     assert!(repaired.moved.iter().all(|(old, new)| new.replica != shared
-        && (new.wall_ms, new.counter) == (old.wall_ms, old.counter)));
+        && (new.wall_ms, new.counter) == (old.wall_ms, old.counter)
+        && new > old));
     assert_ne!(
         copies[1].id(),
         shared,
