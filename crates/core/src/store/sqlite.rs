@@ -345,25 +345,25 @@ impl SqliteTx<'_> {
     /// Which of `ops` (whose HLC texts are `hlcs`) are already in the log,
     /// and whether the logged op has the same content.
     ///
-    /// One ordered range scan of the HLC index (covering: it holds the seq)
-    /// merge-joined with the sorted batch finds a whole batch at once (a
-    /// replay of 100,000 ops costs one index walk, not 100,000 probes). The
-    /// scan stops after a few rows per op, so a small batch spanning a long
-    /// stretch of history falls back to probing. Only the HLCs found are
-    /// then compared, each by one rowid lookup.
+    /// One ordered range scan merge-joined with the sorted batch answers a
+    /// whole batch at once (a replay of 100,000 ops costs one index walk, not
+    /// 100,000 probes), reading each logged op's content in the same step.
+    /// The scan stops after a few rows per op, so a small batch spanning a
+    /// long stretch of history falls back to probing.
     fn logged(&self, ops: &[Op], hlcs: &[String]) -> Result<Vec<Logged>, StoreError> {
         let err = |e| classify(self.path, e);
-        let mut found: Vec<Option<i64>> = vec![None; hlcs.len()];
+        let mut logged = vec![Logged::No; hlcs.len()];
         let mut order: Vec<usize> = (0..hlcs.len()).collect();
         order.sort_by(|&a, &b| hlcs[a].cmp(&hlcs[b]));
         let (Some(&first), Some(&last)) = (order.first(), order.last()) else {
-            return Ok(Vec::new());
+            return Ok(logged);
         };
+        let mut text = Vec::new();
         let budget = hlcs.len() * 4 + 64;
         let mut scan = self
             .tx
             .prepare_cached(
-                "SELECT hlc, seq FROM ops WHERE hlc >= ?1 AND hlc <= ?2 ORDER BY hlc LIMIT ?3",
+                "SELECT hlc, node, field, value FROM ops WHERE hlc >= ?1 AND hlc <= ?2 ORDER BY hlc LIMIT ?3",
             )
             .map_err(err)?;
         let mut rows = scan
@@ -380,7 +380,7 @@ impl SqliteTx<'_> {
             }
             let mut j = next;
             while j < order.len() && hlcs[order[j]] == stored {
-                found[order[j]] = Some(row.get(1).map_err(err)?);
+                logged[order[j]] = self.compare(row, &ops[order[j]], &mut text)?;
                 j += 1;
             }
             if scanned == budget {
@@ -392,50 +392,47 @@ impl SqliteTx<'_> {
             // The scan was cut short: probe what lies beyond it one by one.
             let mut probe = self
                 .tx
-                .prepare_cached("SELECT seq FROM ops WHERE hlc = ?1")
+                .prepare_cached("SELECT hlc, node, field, value FROM ops WHERE hlc = ?1")
                 .map_err(err)?;
             for &i in order.iter().filter(|&&i| hlcs[i] > last_seen) {
-                found[i] = probe
-                    .query_row([&hlcs[i]], |r| r.get(0))
-                    .optional()
-                    .map_err(err)?;
+                let mut rows = probe.query([&hlcs[i]]).map_err(err)?;
+                if let Some(row) = rows.next().map_err(err)? {
+                    logged[i] = self.compare(row, &ops[i], &mut text)?;
+                }
             }
         }
-        let mut content = self
-            .tx
-            .prepare_cached("SELECT node, field, value FROM ops WHERE seq = ?1")
-            .map_err(err)?;
-        let mut text = Vec::new();
-        let mut out = vec![Logged::No; hlcs.len()];
-        for (i, seq) in found.iter().enumerate() {
-            let Some(seq) = seq else { continue };
-            let op = &ops[i];
-            let mut rows = content.query([seq]).map_err(err)?;
-            let Some(row) = rows.next().map_err(err)? else {
-                continue;
-            };
-            let node = row.get_ref(0).map_err(err)?.as_str().unwrap_or_default();
-            let field = row.get_ref(1).map_err(err)?.as_str().unwrap_or_default();
-            let value = row.get_ref(2).map_err(err)?.as_str().unwrap_or_default();
-            let same = node == op.node.as_str() && field == op.field && {
-                // The log holds values as serde_json writes them, so equal
-                // values are equal text; only a mismatch is parsed to be sure
-                // (e.g. -0.0 and 0.0 are equal values with different text).
-                text.clear();
-                serde_json::to_writer(&mut text, &op.value).map_err(|e| StoreError::BadRow {
-                    path: self.path.to_path_buf(),
-                    reason: format!("a value does not serialize: {e}"),
-                })?;
-                text == value.as_bytes()
-                    || serde_json::from_str::<Value>(value).is_ok_and(|v| v == op.value)
-            };
-            out[i] = if same {
-                Logged::Same
-            } else {
-                Logged::Different
-            };
-        }
-        Ok(out)
+        Ok(logged)
+    }
+
+    /// Whether the logged op in `row` (`hlc, node, field, value`) has the
+    /// content of `op`. `text` is a reusable buffer.
+    fn compare(
+        &self,
+        row: &rusqlite::Row<'_>,
+        op: &Op,
+        text: &mut Vec<u8>,
+    ) -> Result<Logged, StoreError> {
+        let err = |e| classify(self.path, e);
+        let node = row.get_ref(1).map_err(err)?.as_str().unwrap_or_default();
+        let field = row.get_ref(2).map_err(err)?.as_str().unwrap_or_default();
+        let value = row.get_ref(3).map_err(err)?.as_str().unwrap_or_default();
+        let same = node == op.node.as_str() && field == op.field && {
+            // The log holds values as serde_json writes them, so equal values
+            // are equal text; only a mismatch is parsed to be sure (-0.0 and
+            // 0.0 are equal values with different text).
+            text.clear();
+            serde_json::to_writer(&mut *text, &op.value).map_err(|e| StoreError::BadRow {
+                path: self.path.to_path_buf(),
+                reason: format!("a value does not serialize: {e}"),
+            })?;
+            text.as_slice() == value.as_bytes()
+                || serde_json::from_str::<Value>(value).is_ok_and(|v| v == op.value)
+        };
+        Ok(if same {
+            Logged::Same
+        } else {
+            Logged::Different
+        })
     }
 
     /// Rebuilds the node row of `id` (and its tag rows when a tag changed)
