@@ -42,6 +42,21 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Copies the directory `from` and everything in it to `to` (a backup
+/// restored on another machine, a cloned virtual machine's disk).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// An isolated home: XDG directories, db and socket paths in a temp dir.
 pub struct TestEnv {
     pub dir: TempDir,

@@ -1,8 +1,9 @@
 //! Hub and spokes as real processes over loopback (DESIGN §4): convergence,
 //! the late-arriving op, paging, crashes (kill -9 of spokes and of the hub
 //! mid-transfer), a stopped hub, truncated connections, client mode, every
-//! bad HTTP request, a bounded randomized test with crashes, and a hub
-//! restored from a backup or given a new database (the log's identity).
+//! bad HTTP request, a bounded randomized test with crashes, a hub
+//! restored from a backup or given a new database (the log's identity), and
+//! a copied data directory (HLC collisions refused and repaired, issue 13).
 //!
 //! Every wait is a bounded poll; replicas are compared through their store
 //! files after the daemons stopped: the same registers, the same set of op
@@ -16,7 +17,7 @@ use heph_core::store::OpenOptions;
 use heph_core::{Hlc, NodeId, Op, ReplicaId, SqliteStore, Store};
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Daemon, TestEnv, http, wait_until};
+use crate::harness::{Client, Daemon, TestEnv, copy_dir, http, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
@@ -1490,4 +1491,246 @@ fn kill_9_mid_re_push_after_a_reset_finishes_after_the_restart() {
     assert!(partial <= N as u64);
     assert_eq!(sync_status(&a_env)["pending_ops"], 0);
     assert_same_stores(&mut [a, hub], &[&hub_env, &a_env], Some(N));
+}
+
+/// The titles of a daemon's nodes that start with `prefix`.
+fn titles_with(env: &TestEnv, prefix: &str) -> BTreeSet<String> {
+    nodes(&mut env.client())
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["title"].as_str())
+        .filter(|t| t.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 13, scenario 2: a device's data directory copied to a second
+/// device (a restored backup, a cloned VM). Before the fix both stamped with
+/// the replica id stored in the database, their HLCs collided, and the hub
+/// took the colliding ops for duplicates: ~25% of each device's acknowledged
+/// creates never reached it, with no error anywhere.
+#[test]
+fn a_copied_data_directory_loses_no_write() {
+    const N: usize = 300;
+    const EARLIER: usize = 5;
+    let hub_env = TestEnv::new();
+    let (_hub, port) = hub_env.start_hub(None);
+    let a_env = TestEnv::new();
+    let mut a = a_env.start_spoke(port);
+    for i in 0..EARLIER {
+        a_env.client().ok(
+            "node.create",
+            json!({"title": format!("before the copy {i}")}),
+        );
+    }
+    wait_converged(&[&hub_env, &a_env], Some(3 * EARLIER as u64));
+    assert!(a.stop().success(), "{}", a.log_text());
+    let b_env = TestEnv::new();
+    copy_dir(&a_env.path().join("data"), &b_env.path().join("data"));
+    let _a = a_env.start_spoke(port);
+    let _b = b_env.start_spoke(port);
+    std::thread::scope(|s| {
+        for (env, name) in [(&a_env, "a"), (&b_env, "b")] {
+            s.spawn(move || {
+                let mut c = env.client();
+                for i in 0..N {
+                    c.ok("node.create", json!({"title": format!("copy {name} {i}")}));
+                }
+            });
+        }
+    });
+    // Both copies say everything they hold reached the hub.
+    wait_until("both copies to push everything", CONVERGE, || {
+        [&a_env, &b_env]
+            .iter()
+            .all(|env| sync_status(env)["pending_ops"] == 0)
+    });
+    let on_hub = (
+        titles_with(&hub_env, "copy a ").len(),
+        titles_with(&hub_env, "copy b ").len(),
+    );
+    assert_eq!(
+        on_hub,
+        (N, N),
+        "the hub holds {} of copy a's and {} of copy b's {N} acknowledged creates",
+        on_hub.0,
+        on_hub.1
+    );
+    // A fresh device gets every node, and so does each copy.
+    let c_env = TestEnv::new();
+    let _c = c_env.start_spoke(port);
+    let total = 3 * (EARLIER + 2 * N) as u64;
+    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], Some(total));
+    assert_eq!(titles_with(&c_env, "copy ").len(), 2 * N);
+    assert_eq!(titles_with(&c_env, "before the copy ").len(), EARLIER);
+    // Each run stamps with an id of its own.
+    let id = |env: &TestEnv| env.client().ok("daemon.info", json!({}))["replica_id"].clone();
+    assert_ne!(id(&a_env), id(&b_env));
+}
+
+/// The ops of the node titled `title` in the (stopped) daemon's database.
+fn ops_of(env: &TestEnv, title: &str) -> Vec<Op> {
+    let store = SqliteStore::open(&env.db, &OpenOptions::default()).unwrap();
+    let all = store.ops_after(0, usize::MAX).unwrap();
+    let node = all
+        .iter()
+        .find(|l| l.op.field == "title" && l.op.value == json!(title))
+        .map(|l| l.op.node)
+        .unwrap();
+    all.into_iter()
+        .map(|l| l.op)
+        .filter(|op| op.node == node)
+        .collect()
+}
+
+/// `ops` as another writer with the same replica id would have made them:
+/// the same HLCs, another node, another title.
+fn colliding(ops: &[Op], title: &str) -> Vec<Op> {
+    let node = NodeId::parse(&uuid_like(title)).unwrap();
+    ops.iter()
+        .map(|op| Op {
+            node,
+            value: if op.field == "title" {
+                json!(title)
+            } else {
+                op.value.clone()
+            },
+            ..op.clone()
+        })
+        .collect()
+}
+
+/// A node id made from a title (deterministic, version 4 shaped).
+fn uuid_like(title: &str) -> String {
+    let mut b = [0u8; 16];
+    for (i, byte) in title.bytes().enumerate() {
+        b[i % 16] ^= byte;
+    }
+    NodeId::from_random_bytes(b).as_str().to_owned()
+}
+
+fn push(port: u16, ops: &[Op]) -> (u16, Value) {
+    let body = serde_json::to_vec(&json!({ "ops": ops })).unwrap();
+    http(
+        port,
+        "POST",
+        "/sync/push",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .unwrap()
+}
+
+fn hub_ops(env: &TestEnv) -> u64 {
+    ops(&mut env.client())
+}
+
+/// The hub refuses an op whose HLC it has logged with different content
+/// (409 `hlc_collision` naming the HLC, nothing written) while the same op
+/// again is a cheap duplicate; a spoke whose unpushed ops collide repairs
+/// them by re-stamping, whether it meets the collision on pull or on push,
+/// and nothing is lost.
+#[test]
+fn the_hub_refuses_a_colliding_hlc_and_the_spoke_re_stamps_its_ops() {
+    let hub_env = TestEnv::new();
+    let (_hub, port) = hub_env.start_hub(None);
+    let a_env = TestEnv::new();
+    let hub_url = format!("http://127.0.0.1:{port}");
+
+    // Offline (no hub yet), the spoke makes a task; another writer that
+    // shares its replica id made a different one under the same HLCs, and
+    // that one reached the hub first.
+    let mut a = a_env.start_daemon();
+    a_env.client().ok("node.create", json!({"title": "mine"}));
+    assert!(a.stop().success());
+    let mine = ops_of(&a_env, "mine");
+    assert_eq!(mine.len(), 3);
+    let theirs = colliding(&mine, "theirs");
+    assert_eq!(
+        push(port, &theirs),
+        (200, json!({"accepted": 3, "duplicates": 0}))
+    );
+
+    // HTTP: the same ops again are duplicates; different content under one
+    // of those HLCs is refused whole, naming the HLC.
+    assert_eq!(
+        push(port, &theirs),
+        (200, json!({"accepted": 0, "duplicates": 3}))
+    );
+    let fresh = Op {
+        hlc: Hlc {
+            wall_ms: mine[0].hlc.wall_ms - 1,
+            ..mine[0].hlc
+        },
+        ..theirs[0].clone()
+    };
+    let (status, body) = push(port, &[fresh, mine[1].clone()]);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "hlc_collision", "{body}");
+    assert_eq!(body["hlc"], mine[1].hlc.to_string(), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("op 1 of the batch"), "{message}");
+    assert!(
+        message.contains(&mine[1].hlc.replica.to_string()),
+        "{message}"
+    );
+    assert_eq!(hub_ops(&hub_env), 3, "a refused push wrote something");
+
+    // On pull: the spoke meets the hub's ops under its own HLCs, moves its
+    // ops to a fresh id in the same transaction, and pushes them.
+    let mut a = a_env.start_spoke(port);
+    wait_converged(&[&hub_env, &a_env], Some(6));
+    for env in [&hub_env, &a_env] {
+        assert_eq!(
+            titles_with(env, ""),
+            BTreeSet::from(["mine".to_owned(), "theirs".to_owned()])
+        );
+    }
+    assert!(
+        a.log_text().contains("were re-stamped and will be pushed"),
+        "{}",
+        a.log_text()
+    );
+    assert!(a.stop().success());
+
+    // On push: the other writer's ops reach the hub after this spoke pulled
+    // and before it pushes. A test cannot time that race, so the stopped
+    // spoke's pull cursor is moved past them, which is exactly that moment.
+    let mut a = a_env.start_daemon();
+    a_env
+        .client()
+        .ok("node.create", json!({"title": "mine again"}));
+    assert!(a.stop().success());
+    let mine = ops_of(&a_env, "mine again");
+    assert_eq!(push(port, &colliding(&mine, "theirs again")).0, 200);
+    let hub_seq = hub_env.client().ok("daemon.info", json!({}))["last_seq"]
+        .as_u64()
+        .unwrap();
+    {
+        let mut store = SqliteStore::open(&a_env.db, &OpenOptions::default()).unwrap();
+        let mut tx = store.begin().unwrap();
+        heph_core::Transaction::set_meta(
+            &mut tx,
+            &format!("sync.pulled {hub_url}"),
+            &hub_seq.to_string(),
+        )
+        .unwrap();
+        heph_core::Transaction::commit(tx).unwrap();
+    }
+    let a = a_env.start_spoke(port);
+    wait_until("the re-stamped ops on the hub", CONVERGE, || {
+        titles_with(&hub_env, "mine again").len() == 1
+    });
+    assert_eq!(hub_ops(&hub_env), 12);
+    assert_eq!(titles_with(&hub_env, "theirs again").len(), 1);
+    let log = a.log_text();
+    assert!(
+        log.contains("re-stamped this replica's unpushed ops"),
+        "{log}"
+    );
+    wait_until("a clean sync status", CONVERGE, || {
+        let st = sync_status(&a_env);
+        st["pending_ops"] == 0 && st["last_error"].is_null()
+    });
 }

@@ -310,6 +310,12 @@ impl HlcState {
         })
     }
 
+    /// Stamps for `replica` from now on, keeping the clock's reading: every
+    /// later stamp is still greater than every stamp issued or seen.
+    pub fn renew(&mut self, replica: ReplicaId) {
+        self.replica = replica;
+    }
+
     /// Checks a remote stamp against the skew bound without changing state.
     pub fn check(&self, remote: &Hlc, now_ms: u64) -> Result<(), ClockError> {
         let limit = now_ms.saturating_add(self.max_skew_ms);

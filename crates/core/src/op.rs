@@ -48,7 +48,8 @@ pub enum Outcome {
     Applied,
     /// Logged, but a greater HLC already holds (or in this batch took) the register.
     Superseded,
-    /// Its HLC was already in the log (or earlier in this batch): nothing changed.
+    /// Its HLC was already in the log (or earlier in this batch) with the same
+    /// node, field and value: nothing changed.
     Duplicate,
     /// Not logged, for the reason given.
     Refused(Refusal),
@@ -64,4 +65,24 @@ pub enum Refusal {
     /// The op is stamped too far ahead of this replica's clock.
     #[error(transparent)]
     ClockSkew(#[from] ClockError),
+    /// Another op with different content is already logged (or earlier in
+    /// the batch) under the same HLC: two writers minted the same stamp,
+    /// which happens only when they share a replica id (a copied data
+    /// directory). Not a duplicate: taking it as one would lose an op.
+    #[error(
+        "op {hlc} has the same HLC as a different op already logged here, so two writers share the replica id {}; the sender must re-stamp it",
+        hlc.replica
+    )]
+    Collision {
+        /// The HLC both ops carry.
+        hlc: Hlc,
+    },
+}
+
+impl Op {
+    /// Whether `other` is the same assignment: node, field and value.
+    /// Two ops with one HLC must be the same op, or they collide.
+    pub fn same_content(&self, other: &Op) -> bool {
+        self.node == other.node && self.field == other.field && self.value == other.value
+    }
 }

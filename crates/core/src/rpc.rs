@@ -355,6 +355,7 @@ pub struct DaemonInfo {
     pub mode: String,
     pub db: String,
     pub socket: String,
+    /// The replica id this run stamps with (a fresh one every start).
     pub replica_id: String,
     /// Unix milliseconds at start.
     pub started_ms: u64,

@@ -60,6 +60,10 @@ pub mod error_code {
     pub const CLOCK_SKEW: &str = "clock_skew";
     /// The pull cursor is beyond the hub's log (the hub's database was replaced).
     pub const CURSOR_AHEAD: &str = "cursor_ahead";
+    /// 409: an op of the push carries an HLC the hub has logged with different
+    /// content (two writers share a replica id); [`ErrorBody::hlc`] names it.
+    /// The sender re-stamps its unpushed ops and pushes again.
+    pub const HLC_COLLISION: &str = "hlc_collision";
     /// The client sent the body too slowly.
     pub const TIMEOUT: &str = "timeout";
     /// The hub's database failed.
@@ -131,6 +135,9 @@ pub struct ErrorBody {
     pub error: String,
     /// One clear sentence.
     pub message: String,
+    /// The HLC at fault, for [`error_code::HLC_COLLISION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<crate::hlc::Hlc>,
 }
 
 /// `GET /healthz` reply.

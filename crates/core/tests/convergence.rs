@@ -790,7 +790,7 @@ fn receive_refuses_a_batch_with_an_op_beyond_the_clock_skew_and_accepts_it_later
 }
 
 #[test]
-fn a_reopened_replica_keeps_its_id_and_stamps_past_its_log_when_the_clock_went_back() {
+fn a_reopened_replica_takes_a_fresh_id_and_stamps_past_its_log_when_the_clock_went_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("heph.db");
     let clock = Arc::new(ManualClock::new(BASE_MS));
@@ -821,7 +821,13 @@ fn a_reopened_replica_keeps_its_id_and_stamps_past_its_log_when_the_clock_went_b
     // The device restarts with its wall clock an hour behind.
     clock.set(BASE_MS - 3_600_000);
     let mut replica = open(&clock, 0x99);
-    assert_eq!(replica.id(), rid(0x51), "the replica id changed on reopen");
+    // A replica id names one run, never the database (DESIGN §4: a copied
+    // data directory must not make two writers share one).
+    assert_eq!(
+        replica.id(),
+        rid(0x99),
+        "the reopened replica kept the old id"
+    );
     let max = replica.store().max_hlc().unwrap().unwrap();
     assert_eq!(max, theirs.hlc);
     assert!(mine.iter().all(|op| op.hlc < max));
@@ -833,7 +839,7 @@ fn a_reopened_replica_keeps_its_id_and_stamps_past_its_log_when_the_clock_went_b
         .unwrap();
     assert!(after[0].hlc > max, "{:?} is not past {max:?}", after[0].hlc);
     assert!(after[1].hlc > after[0].hlc);
-    assert!(after.iter().all(|op| op.hlc.replica == rid(0x51)));
+    assert!(after.iter().all(|op| op.hlc.replica == rid(0x99)));
     // And the local edit wins over everything it was made after.
     let n = replica.store().node(&node(0)).unwrap().unwrap();
     assert_eq!(n.title.as_deref(), Some("after the restart"));
@@ -842,4 +848,157 @@ fn a_reopened_replica_keeps_its_id_and_stamps_past_its_log_when_the_clock_went_b
         &[mine, vec![theirs], after].concat(),
         "reopened replica",
     );
+}
+
+/// Two writers that share a replica id (a database copied under the old
+/// rule, or a running virtual machine cloned) mint the same HLCs. The hub
+/// refuses the second push as a collision instead of swallowing it as a
+/// duplicate; the pusher re-stamps its unpushed ops and pushes again; a third
+/// copy that never pushed meets the collision on pull and repairs there.
+/// Every op made survives, and every replica ends with the same registers.
+fn shared_replica_ids_collide_and_are_repaired<S: Store>(mut make: impl FnMut() -> S) {
+    const HUB: &str = "https://hub.example";
+    let clock = Arc::new(ManualClock::new(BASE_MS));
+    let mut hub = Replica::open(make(), clock.clone(), DEFAULT_MAX_CLOCK_SKEW_MS, || {
+        rid(0xb0)
+    })
+    .unwrap();
+    let shared = rid(0x5c);
+    let mut copies: Vec<Replica<S>> = (0..3)
+        .map(|_| {
+            Replica::open(make(), clock.clone(), DEFAULT_MAX_CLOCK_SKEW_MS, || shared).unwrap()
+        })
+        .collect();
+    let mut fresh_ids = (0xd0u8..).map(rid);
+    let mut fresh = || fresh_ids.next().unwrap();
+    // The same moment on each copy, a different task: the same HLCs.
+    let made: Vec<Vec<Op>> = copies
+        .iter_mut()
+        .enumerate()
+        .map(|(i, r)| {
+            r.commit_local(&[
+                Edit::new(node(i), "kind", "task"),
+                Edit::new(node(i), "title", format!("from copy {i}")),
+            ])
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(made[0][1].hlc, made[1][1].hlc);
+    // A later edit on copy 1 keeps winning its register after the repair.
+    clock.advance(5);
+    let later = copies[1]
+        .commit_local(&[Edit::new(node(1), "title", "renamed on copy 1")])
+        .unwrap();
+
+    // Copy 0 pushes first: accepted.
+    hub.receive(&made[0]).unwrap();
+    // Copy 1's push collides: refused whole, nothing written.
+    let push1 = copies[1].store().outgoing(0, 100, HUB).unwrap();
+    let ops1: Vec<Op> = push1.ops.iter().map(|l| l.op.clone()).collect();
+    let before = hub.store().op_count().unwrap();
+    let Err(ReplicaError::Store(StoreError::BatchRefused {
+        index: 0,
+        refusal: Refusal::Collision { hlc },
+    })) = hub.receive(&ops1)
+    else {
+        panic!("the colliding push was not refused as a collision");
+    };
+    assert_eq!(hlc, made[0][0].hlc);
+    assert_eq!(hub.store().op_count().unwrap(), before);
+    // Copy 1 repairs: its unpushed ops stamped by the shared id move.
+    let repaired = copies[1]
+        .restamp_unpushed(0, HUB, hlc.replica, &mut fresh)
+        .unwrap();
+    assert_eq!(repaired.moved.len(), 3);
+    // Each keeps its wall time and counter (its place among every op it is
+    // not concurrent with) under a fresh id, greater than the old stamp.
+    assert!(repaired.moved.iter().all(|(old, new)| new.replica != shared
+        && (new.wall_ms, new.counter) == (old.wall_ms, old.counter)
+        && new > old));
+    assert_ne!(
+        copies[1].id(),
+        shared,
+        "copy 1 still stamps with the shared id"
+    );
+    let node1 = copies[1].store().node(&node(1)).unwrap().unwrap();
+    assert_eq!(node1.title.as_deref(), Some("renamed on copy 1"));
+    let ops1: Vec<Op> = copies[1]
+        .store()
+        .outgoing(0, 100, HUB)
+        .unwrap()
+        .ops
+        .into_iter()
+        .map(|l| l.op)
+        .collect();
+    assert!(
+        hub.receive(&ops1)
+            .unwrap()
+            .iter()
+            .all(|o| *o == Outcome::Applied || *o == Outcome::Superseded)
+    );
+
+    // Copy 2 never pushed: pulling the hub's log finds the collision first.
+    let from_hub: Vec<Op> = hub
+        .store()
+        .ops_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.op)
+        .collect();
+    let (_, restamped) = copies[2]
+        .receive_repairing(&from_hub, Some(HUB), &[("sync.pulled", "5")], &mut fresh)
+        .unwrap();
+    assert_eq!(restamped.moved.len(), 2, "{restamped:?}");
+    assert_eq!(
+        copies[2].store().meta("sync.pulled").unwrap().as_deref(),
+        Some("5")
+    );
+    assert_ne!(copies[2].id(), shared);
+    let ops2: Vec<Op> = copies[2]
+        .store()
+        .outgoing(0, 100, HUB)
+        .unwrap()
+        .ops
+        .into_iter()
+        .map(|l| l.op)
+        .collect();
+    assert_eq!(ops2.len(), 2, "only copy 2's own ops go back");
+    hub.receive(&ops2).unwrap();
+
+    // Everyone gets everything; nothing made was lost.
+    let all: Vec<Op> = hub
+        .store()
+        .ops_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.op)
+        .collect();
+    assert_eq!(all.len(), 2 + 3 + 2);
+    for r in copies.iter_mut() {
+        let (_, more) = r
+            .receive_repairing(&all, Some(HUB), &[], &mut fresh)
+            .unwrap();
+        assert!(more.moved.is_empty(), "{more:?}");
+        assert_eq!(
+            r.store().registers().unwrap(),
+            hub.store().registers().unwrap()
+        );
+    }
+    let titles: BTreeMap<NodeId, Option<String>> = (0..3)
+        .map(|i| (node(i), hub.store().node(&node(i)).unwrap().unwrap().title))
+        .collect();
+    assert_eq!(titles[&node(0)].as_deref(), Some("from copy 0"));
+    assert_eq!(titles[&node(1)].as_deref(), Some("renamed on copy 1"));
+    assert_eq!(titles[&node(2)].as_deref(), Some("from copy 2"));
+    assert!(later[0].hlc > made[1][1].hlc);
+}
+
+#[test]
+fn shared_replica_ids_collide_and_are_repaired_in_memory() {
+    shared_replica_ids_collide_and_are_repaired(MemoryStore::new);
+}
+
+#[test]
+fn shared_replica_ids_collide_and_are_repaired_in_sqlite() {
+    shared_replica_ids_collide_and_are_repaired(|| SqliteStore::open_in_memory().unwrap());
 }

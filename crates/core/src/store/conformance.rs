@@ -561,6 +561,189 @@ pub fn outgoing_skips_one_origin_and_pages<S: Store>(mut s: S) {
     );
 }
 
+/// Applies `ops` as one batch and checks the outcome of op `index`, or the
+/// refusal of the whole batch.
+fn check_batch<S: Store>(s: &mut S, ops: &[Op], expected: Result<Vec<Outcome>, (usize, Hlc)>) {
+    let before = (s.op_count().unwrap(), s.registers().unwrap());
+    match (s.apply_batch(ops), expected) {
+        (Ok(got), Ok(want)) => assert_eq!(got, want),
+        (
+            Err(StoreError::BatchRefused {
+                index,
+                refusal: Refusal::Collision { hlc },
+            }),
+            Err(want),
+        ) => {
+            assert_eq!((index, hlc), want);
+            let after = (s.op_count().unwrap(), s.registers().unwrap());
+            assert_eq!(after, before, "a refused batch wrote something");
+        }
+        (got, want) => panic!("got {got:?}, want {want:?}"),
+    }
+}
+
+/// Two ops under one HLC must be one op: the same content is a duplicate,
+/// different content (node, field or value) a collision that refuses the
+/// batch, whether the other op is logged or earlier in the batch.
+pub fn the_same_hlc_with_different_content_is_a_collision<S: Store>(mut s: S) {
+    let ops = task(1000, 1, "Buy milk");
+    s.apply_batch(&ops).unwrap();
+    let title = &ops[1];
+    let h = title.hlc;
+    let with = |node: u8, field: &str, value: Value| Op {
+        hlc: h,
+        node: node_id(node),
+        field: field.into(),
+        value,
+    };
+    check_batch(
+        &mut s,
+        std::slice::from_ref(title),
+        Ok(vec![Outcome::Duplicate]),
+    );
+    let fresh = op(9000, 0, 4, 7, "title", json!("fresh"));
+    for other in [
+        with(1, "title", json!("Buy bread")),
+        with(2, "title", json!("Buy milk")),
+        with(1, "body", json!("Buy milk")),
+    ] {
+        check_batch(&mut s, &[fresh.clone(), other], Err((1, h)));
+    }
+    let outcomes = s
+        .begin()
+        .unwrap()
+        .apply(&[with(1, "title", json!("Buy bread"))])
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Refused(Refusal::Collision { hlc: h })]
+    );
+    assert!(
+        Refusal::Collision { hlc: h }
+            .to_string()
+            .contains(&h.replica.to_string()),
+        "the refusal names the shared replica id"
+    );
+    // Within one batch.
+    let a = op(8000, 0, 5, 8, "title", json!("a"));
+    check_batch(
+        &mut s,
+        &[a.clone(), a.clone()],
+        Ok(vec![Outcome::Applied, Outcome::Duplicate]),
+    );
+    let b = op(8001, 0, 5, 8, "title", json!("b"));
+    let b2 = Op {
+        value: json!("b2"),
+        ..b.clone()
+    };
+    check_batch(&mut s, &[b.clone(), b2], Err((1, b.hlc)));
+    assert_eq!(s.op_count().unwrap(), 4);
+}
+
+/// A re-stamp moves an op to a new HLC under a new, greater seq, keeps its
+/// assignment, and leaves each register holding its greatest op.
+pub fn restamp_moves_an_op_and_keeps_registers_right<S: Store>(mut s: S) {
+    let kind = op(1000, 0, 1, 1, "kind", json!("task"));
+    let a = op(1000, 1, 1, 1, "title", json!("a"));
+    let b = op(2000, 0, 2, 1, "title", json!("b"));
+    let x = op(3000, 0, 5, 2, "title", json!("x"));
+    let y = op(3000, 0, 3, 2, "title", json!("y"));
+    let tag = op(1000, 2, 1, 1, "tag:home", json!(true));
+    s.apply_batch(&[
+        kind.clone(),
+        a.clone(),
+        b.clone(),
+        x.clone(),
+        y.clone(),
+        tag.clone(),
+    ])
+    .unwrap();
+    let last = s.last_seq().unwrap();
+    let moved = |h: &Hlc, r: u8| Hlc {
+        replica: ReplicaId([r; 16]),
+        ..*h
+    };
+    let register = |s: &S, n: u8, f: &str| {
+        s.registers()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.node == node_id(n) && r.field == f)
+            .map(|r| (r.value, r.hlc))
+            .unwrap()
+    };
+    let mut tx = s.begin().unwrap();
+    let nodes = tx
+        .restamp(&[
+            // A superseded op stays superseded.
+            (a.hlc, moved(&a.hlc, 9)),
+            // The winner moved below its old HLC still wins.
+            (b.hlc, moved(&b.hlc, 0)),
+            // The winner moved below a concurrent op of its register loses to it.
+            (x.hlc, moved(&x.hlc, 1)),
+            // The op that made the node, and a tag.
+            (kind.hlc, moved(&kind.hlc, 7)),
+            (tag.hlc, moved(&tag.hlc, 7)),
+            // Not logged: skipped.
+            (moved(&a.hlc, 0x42), moved(&a.hlc, 0x43)),
+        ])
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(nodes, vec![node_id(1), node_id(2)]);
+    assert_eq!(s.op_count().unwrap(), 6);
+    assert_eq!(register(&s, 1, "title"), (json!("b"), moved(&b.hlc, 0)));
+    assert_eq!(register(&s, 2, "title"), (json!("y"), y.hlc));
+    assert_eq!(
+        register(&s, 1, "kind"),
+        (json!("task"), moved(&kind.hlc, 7))
+    );
+    let n = s.node(&node_id(1)).unwrap().unwrap();
+    assert_eq!(n.created, moved(&kind.hlc, 7));
+    assert_eq!(n.tags, vec!["home".to_owned()]);
+    assert_eq!(
+        s.query(&Query {
+            tag: Some("home".into()),
+            ..Query::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
+    // The moved ops come after everything that was logged, as local ops.
+    let log = s.ops_after(0, 100).unwrap();
+    let hlcs: Vec<Hlc> = log.iter().map(|l| l.op.hlc).collect();
+    assert_eq!(
+        hlcs,
+        vec![
+            y.hlc,
+            moved(&a.hlc, 9),
+            moved(&b.hlc, 0),
+            moved(&x.hlc, 1),
+            moved(&kind.hlc, 7),
+            moved(&tag.hlc, 7)
+        ]
+    );
+    assert!(log[1..].iter().all(|l| l.seq > last));
+    assert_eq!(log[2].op.value, json!("b"));
+    assert_eq!(s.origin(&a.hlc).unwrap(), None);
+    assert_eq!(s.origin(&moved(&a.hlc, 9)).unwrap(), Some(None));
+    assert_eq!(s.ops_after(log[3].seq, 10).unwrap().len(), 2);
+    // The old HLC is free again: the other writer's op under it is fresh.
+    let theirs = Op {
+        value: json!("theirs"),
+        ..a.clone()
+    };
+    assert_eq!(
+        s.apply_batch(std::slice::from_ref(&theirs)).unwrap(),
+        vec![Outcome::Superseded]
+    );
+    // A re-stamp after the last op was moved still hands out a greater seq.
+    let top = s.last_seq().unwrap();
+    let mut tx = s.begin().unwrap();
+    tx.restamp(&[(theirs.hlc, moved(&theirs.hlc, 3))]).unwrap();
+    tx.commit().unwrap();
+    assert!(s.last_seq().unwrap() > top);
+}
+
 /// Expands to one `#[test]` per conformance check for the store `make` builds.
 #[macro_export]
 macro_rules! store_conformance {
@@ -571,7 +754,9 @@ macro_rules! store_conformance {
             ops_after_pages_in_seq_order, late_arriving_op_is_visible_through_ops_after,
             a_batch_with_one_invalid_op_writes_nothing, unknown_fields_are_kept, meta_round_trips,
             queries_select_by_every_criterion, prefixes_resolve,
-            origins_are_recorded_and_read_back, outgoing_skips_one_origin_and_pages);
+            origins_are_recorded_and_read_back, outgoing_skips_one_origin_and_pages,
+            the_same_hlc_with_different_content_is_a_collision,
+            restamp_moves_an_op_and_keeps_registers_right);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(

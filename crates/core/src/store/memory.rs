@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{AMBIGUOUS_LIST, Outgoing, Resolved, Store, StoreError, Transaction, plausible_prefix};
 use crate::field::NodeId;
 use crate::hlc::Hlc;
-use crate::merge;
+use crate::merge::{self, Logged};
 use crate::node::{Node, Query, Register};
 use crate::op::{LoggedOp, Op, Outcome};
 
@@ -24,6 +24,23 @@ struct State {
     meta: BTreeMap<String, String>,
     /// The origin of each logged op that has one, by seq.
     origins: HashMap<u64, String>,
+}
+
+impl State {
+    /// Where the op with this seq sits in the log (sorted by seq; a
+    /// re-stamp leaves gaps, so seq is not the index).
+    fn index_of(&self, seq: u64) -> Option<usize> {
+        self.log.binary_search_by_key(&seq, |l| l.seq).ok()
+    }
+
+    fn logged(&self, seq: u64) -> Option<&LoggedOp> {
+        self.index_of(seq).map(|i| &self.log[i])
+    }
+
+    /// The index of the first op with a seq greater than `after`.
+    fn start_after(&self, after: u64) -> usize {
+        self.log.partition_point(|l| l.seq <= after)
+    }
 }
 
 /// A store that lives in memory and is gone when dropped.
@@ -67,7 +84,13 @@ impl Transaction for MemoryTx<'_> {
     fn apply_from(&mut self, ops: &[Op], origin: Option<&str>) -> Result<Vec<Outcome>, StoreError> {
         let state = &mut self.staged;
         let mut plan = merge::plan(ops, |i| {
-            Ok::<_, StoreError>(state.by_hlc.contains_key(&ops[i].hlc))
+            Ok::<_, StoreError>(match state.by_hlc.get(&ops[i].hlc) {
+                None => Logged::No,
+                Some(seq) => match state.logged(*seq) {
+                    Some(l) if l.op.same_content(&ops[i]) => Logged::Same,
+                    _ => Logged::Different,
+                },
+            })
         })?;
         for &i in &plan.fresh {
             let seq = state.log.last().map_or(0, |l| l.seq) + 1;
@@ -93,6 +116,40 @@ impl Transaction for MemoryTx<'_> {
         Ok(plan.outcomes)
     }
 
+    fn restamp(&mut self, moves: &[(Hlc, Hlc)]) -> Result<Vec<NodeId>, StoreError> {
+        let state = &mut self.staged;
+        let mut touched = Vec::new();
+        for (old, new) in moves {
+            let Some(old_seq) = state.by_hlc.remove(old) else {
+                continue;
+            };
+            let at = state.index_of(old_seq).expect("by_hlc names logged seqs");
+            let mut op = state.log.remove(at).op;
+            state.origins.remove(&old_seq);
+            op.hlc = *new;
+            let seq = state.log.last().map_or(0, |l| l.seq).max(old_seq) + 1;
+            state.by_hlc.insert(*new, seq);
+            let key = (op.node, op.field.clone());
+            // The register is the greatest HLC of its ops; only the moved op changed.
+            let greatest = state
+                .log
+                .iter()
+                .filter(|l| l.op.node == op.node && l.op.field == op.field)
+                .map(|l| (l.op.hlc, &l.op.value))
+                .chain([(op.hlc, &op.value)])
+                .max_by_key(|(h, _)| *h)
+                .map(|(h, v)| (v.clone(), h));
+            if let Some(reg) = greatest {
+                state.registers.insert(key, reg);
+            }
+            touched.push(op.node);
+            state.log.push(LoggedOp { seq, op });
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        Ok(touched)
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.staged.meta.insert(key.to_owned(), value.to_owned());
         Ok(())
@@ -116,10 +173,7 @@ impl Store for MemoryStore {
     }
 
     fn ops_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedOp>, StoreError> {
-        // seq is dense from 1, so the op with seq s sits at index s - 1.
-        let start = usize::try_from(after)
-            .unwrap_or(usize::MAX)
-            .min(self.state.log.len());
+        let start = self.state.start_after(after);
         Ok(self.state.log[start..]
             .iter()
             .take(limit)
@@ -220,9 +274,7 @@ impl Store for MemoryStore {
         limit: usize,
         skip_origin: &str,
     ) -> Result<Outgoing, StoreError> {
-        let start = usize::try_from(after)
-            .unwrap_or(usize::MAX)
-            .min(self.state.log.len());
+        let start = self.state.start_after(after);
         let mut out = Outgoing {
             ops: Vec::new(),
             scanned_to: after.max(self.state.log.last().map_or(0, |l| l.seq)),

@@ -5,7 +5,11 @@
 //! queries. Writes happen in a [`Transaction`]; dropping one without
 //! [`commit`](Transaction::commit) writes nothing. [`Store::apply_batch`] is
 //! the atomic entry point the rest of the system uses: one refused op refuses
-//! the whole batch (see `docs/protocol.md`).
+//! the whole batch (see `docs/protocol.md`). An op whose HLC is logged with
+//! the same content is a `Duplicate`; with different content it is refused as
+//! a [`Refusal::Collision`], never taken for a duplicate. `seq` only grows:
+//! the one change that removes a logged row, [`Transaction::restamp`], first
+//! appends the op again under its new HLC.
 
 use std::path::PathBuf;
 
@@ -132,7 +136,16 @@ pub trait Transaction {
         }
         Ok(outcomes)
     }
-    /// Sets a metadata value (replica id, sync cursors, …).
+    /// Moves each logged op from the HLC `old` to the HLC `new`, keeping its
+    /// node, field and value: the op is appended again under `new` with a
+    /// fresh `seq` and no origin (it is this replica's own op now: nobody
+    /// else has `new`), then its row under `old` is deleted, and its register
+    /// and node view are set as if the op had always carried `new`. An `old`
+    /// that is not logged is skipped. Returns the nodes whose view changed.
+    /// This is how a replica repairs an HLC collision (see
+    /// [`Refusal::Collision`]); nothing else ever deletes a logged op.
+    fn restamp(&mut self, moves: &[(Hlc, Hlc)]) -> Result<Vec<NodeId>, StoreError>;
+    /// Sets a metadata value (sync cursors, …).
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Makes every write of this transaction durable.
     fn commit(self) -> Result<(), StoreError>;

@@ -4,6 +4,10 @@
 //! applied are rows of `heph_schema`; a database whose greatest version is
 //! beyond [`MIGRATIONS`] was written by a newer heph and is refused, never
 //! altered. Append new migrations; never edit a released one.
+//!
+//! Migration 1's comment says ops are never deleted; since 2026-12-02 a
+//! re-stamp (`Transaction::restamp`) deletes an op's row after appending it
+//! again under its new HLC, so the rowid still only grows.
 
 /// Every migration, in order. Index `i` holds version `i + 1`.
 pub const MIGRATIONS: &[&str] = &[

@@ -16,7 +16,7 @@ use super::schema::{MIGRATIONS, supported_version};
 use super::{AMBIGUOUS_LIST, Outgoing, Resolved, Store, StoreError, Transaction, plausible_prefix};
 use crate::field::NodeId;
 use crate::hlc::Hlc;
-use crate::merge;
+use crate::merge::{self, Logged};
 use crate::node::{Node, Query, Register};
 use crate::op::{LoggedOp, Op, Outcome};
 
@@ -342,25 +342,28 @@ pub struct SqliteTx<'a> {
 }
 
 impl SqliteTx<'_> {
-    /// Which of `hlcs` are already in the log.
+    /// Which of `ops` (whose HLC texts are `hlcs`) are already in the log,
+    /// and whether the logged op has the same content.
     ///
     /// One ordered range scan merge-joined with the sorted batch answers a
     /// whole batch at once (a replay of 100,000 ops costs one index walk, not
-    /// 100,000 probes). The scan stops after a few rows per op, so a small
-    /// batch spanning a long stretch of history falls back to probing.
-    fn logged(&self, hlcs: &[String]) -> Result<Vec<bool>, StoreError> {
+    /// 100,000 probes), reading each logged op's content in the same step.
+    /// The scan stops after a few rows per op, so a small batch spanning a
+    /// long stretch of history falls back to probing.
+    fn logged(&self, ops: &[Op], hlcs: &[String]) -> Result<Vec<Logged>, StoreError> {
         let err = |e| classify(self.path, e);
-        let mut logged = vec![false; hlcs.len()];
+        let mut logged = vec![Logged::No; hlcs.len()];
         let mut order: Vec<usize> = (0..hlcs.len()).collect();
         order.sort_by(|&a, &b| hlcs[a].cmp(&hlcs[b]));
         let (Some(&first), Some(&last)) = (order.first(), order.last()) else {
             return Ok(logged);
         };
+        let mut text = Vec::new();
         let budget = hlcs.len() * 4 + 64;
         let mut scan = self
             .tx
             .prepare_cached(
-                "SELECT hlc FROM ops WHERE hlc >= ?1 AND hlc <= ?2 ORDER BY hlc LIMIT ?3",
+                "SELECT hlc, node, field, value FROM ops WHERE hlc >= ?1 AND hlc <= ?2 ORDER BY hlc LIMIT ?3",
             )
             .map_err(err)?;
         let mut rows = scan
@@ -377,7 +380,7 @@ impl SqliteTx<'_> {
             }
             let mut j = next;
             while j < order.len() && hlcs[order[j]] == stored {
-                logged[order[j]] = true;
+                logged[order[j]] = self.compare(row, &ops[order[j]], &mut text)?;
                 j += 1;
             }
             if scanned == budget {
@@ -389,13 +392,47 @@ impl SqliteTx<'_> {
             // The scan was cut short: probe what lies beyond it one by one.
             let mut probe = self
                 .tx
-                .prepare_cached("SELECT 1 FROM ops WHERE hlc = ?1")
+                .prepare_cached("SELECT hlc, node, field, value FROM ops WHERE hlc = ?1")
                 .map_err(err)?;
             for &i in order.iter().filter(|&&i| hlcs[i] > last_seen) {
-                logged[i] = probe.exists([&hlcs[i]]).map_err(err)?;
+                let mut rows = probe.query([&hlcs[i]]).map_err(err)?;
+                if let Some(row) = rows.next().map_err(err)? {
+                    logged[i] = self.compare(row, &ops[i], &mut text)?;
+                }
             }
         }
         Ok(logged)
+    }
+
+    /// Whether the logged op in `row` (`hlc, node, field, value`) has the
+    /// content of `op`. `text` is a reusable buffer.
+    fn compare(
+        &self,
+        row: &rusqlite::Row<'_>,
+        op: &Op,
+        text: &mut Vec<u8>,
+    ) -> Result<Logged, StoreError> {
+        let err = |e| classify(self.path, e);
+        let node = row.get_ref(1).map_err(err)?.as_str().unwrap_or_default();
+        let field = row.get_ref(2).map_err(err)?.as_str().unwrap_or_default();
+        let value = row.get_ref(3).map_err(err)?.as_str().unwrap_or_default();
+        let same = node == op.node.as_str() && field == op.field && {
+            // The log holds values as serde_json writes them, so equal values
+            // are equal text; only a mismatch is parsed to be sure (-0.0 and
+            // 0.0 are equal values with different text).
+            text.clear();
+            serde_json::to_writer(&mut *text, &op.value).map_err(|e| StoreError::BadRow {
+                path: self.path.to_path_buf(),
+                reason: format!("a value does not serialize: {e}"),
+            })?;
+            text.as_slice() == value.as_bytes()
+                || serde_json::from_str::<Value>(value).is_ok_and(|v| v == op.value)
+        };
+        Ok(if same {
+            Logged::Same
+        } else {
+            Logged::Different
+        })
     }
 
     /// Rebuilds the node row of `id` (and its tag rows when a tag changed)
@@ -450,7 +487,7 @@ impl Transaction for SqliteTx<'_> {
         let path = self.path;
         let err = |e| classify(path, e);
         let hlcs: Vec<String> = ops.iter().map(|op| op.hlc.to_string()).collect();
-        let logged = self.logged(&hlcs)?;
+        let logged = self.logged(ops, &hlcs)?;
         let mut plan = merge::plan(ops, |i| Ok::<_, StoreError>(logged[i]))?;
         let origin_id: Option<i64> = match origin {
             Some(name) if !plan.fresh.is_empty() => {
@@ -532,6 +569,83 @@ impl Transaction for SqliteTx<'_> {
             self.refresh_node(id, *tags_changed)?;
         }
         Ok(plan.outcomes)
+    }
+
+    fn restamp(&mut self, moves: &[(Hlc, Hlc)]) -> Result<Vec<NodeId>, StoreError> {
+        let path = self.path;
+        let err = |e| classify(path, e);
+        let mut touched: BTreeMap<NodeId, bool> = BTreeMap::new();
+        for (old, new) in moves {
+            let (old_text, new_text) = (old.to_string(), new.to_string());
+            let row: Option<(i64, String, String, String)> = self
+                .tx
+                .prepare_cached("SELECT seq, node, field, value FROM ops WHERE hlc = ?1")
+                .and_then(|mut s| {
+                    s.query_row([&old_text], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
+                })
+                .map_err(err)?;
+            let Some((seq, node, field, value)) = row else {
+                continue;
+            };
+            // Appended before the old row goes, so the new seq is greater
+            // than every seq ever handed out (the rowid is max + 1).
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO ops (hlc, node, field, value, origin) VALUES (?1, ?2, ?3, ?4, NULL)",
+                )
+                .and_then(|mut s| s.execute(params![new_text, node, field, value]))
+                .map_err(err)?;
+            self.tx
+                .prepare_cached("DELETE FROM ops WHERE seq = ?1")
+                .and_then(|mut s| s.execute([seq]))
+                .map_err(err)?;
+            let held: Option<String> = self
+                .tx
+                .prepare_cached("SELECT hlc FROM registers WHERE node = ?1 AND field = ?2")
+                .and_then(|mut s| s.query_row([&node, &field], |r| r.get(0)).optional())
+                .map_err(err)?;
+            // The register is the greatest HLC of its ops; only the moved op changed.
+            let winner = match held {
+                Some(h) if h == old_text && new < old => {
+                    // Another op of this register between `new` and `old`
+                    // (the same wall time and counter) may now be the greatest.
+                    self.tx
+                        .prepare_cached(
+                            "SELECT value, hlc FROM ops WHERE hlc > ?1 AND hlc < ?2
+                             AND node = ?3 AND field = ?4 ORDER BY hlc DESC LIMIT 1",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![new_text, old_text, node, field], |r| {
+                                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                            })
+                            .optional()
+                        })
+                        .map_err(err)?
+                        .or(Some((value, new_text)))
+                }
+                Some(h) if h == old_text || new_text > h => Some((value, new_text)),
+                Some(_) => None,
+                None => Some((value, new_text)),
+            };
+            if let Some((value, hlc)) = winner {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO registers (node, field, value, hlc) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (node, field) DO UPDATE SET value = excluded.value, hlc = excluded.hlc",
+                    )
+                    .and_then(|mut s| s.execute(params![node, field, value, hlc]))
+                    .map_err(err)?;
+            }
+            let id = decode_node_id(path, &node)?;
+            *touched.entry(id).or_default() |= field.starts_with("tag:");
+        }
+        for (id, tags_changed) in &touched {
+            self.refresh_node(id, *tags_changed)?;
+        }
+        Ok(touched.into_keys().collect())
     }
 
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {

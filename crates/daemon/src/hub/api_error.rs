@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use heph_core::Hlc;
 use heph_core::wire::{ErrorBody, error_code};
 
 /// A refused request.
@@ -19,6 +20,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// A `WWW-Authenticate` challenge (401s).
     pub www_authenticate: Option<String>,
+    /// The HLC at fault (409 `hlc_collision`); boxed, so every other
+    /// refusal stays small.
+    pub hlc: Option<Box<Hlc>>,
 }
 
 impl ApiError {
@@ -30,6 +34,16 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             www_authenticate: None,
+            hlc: None,
+        }
+    }
+
+    /// A 409 `hlc_collision`: the push carries `hlc`, which the hub has
+    /// logged with different content.
+    pub fn collision(hlc: Hlc, message: impl Into<String>) -> Self {
+        Self {
+            hlc: Some(Box::new(hlc)),
+            ..Self::new(StatusCode::CONFLICT, error_code::HLC_COLLISION, message)
         }
     }
 
@@ -81,6 +95,7 @@ impl IntoResponse for ApiError {
             Json(ErrorBody {
                 error: self.code.to_owned(),
                 message: self.message,
+                hlc: self.hlc.map(|h| *h),
             }),
         )
             .into_response();

@@ -297,6 +297,19 @@ fn push_error(e: ReplicaError) -> ApiError {
         ReplicaError::Clock(c) => skew(&c),
         ReplicaError::Store(StoreError::BatchRefused {
             index,
+            refusal: Refusal::Collision { hlc },
+        }) => {
+            tracing::warn!(%hlc, replica = %hlc.replica, "refused a push: its op {index} carries an HLC this hub has logged with different content (two writers share a replica id); the sender re-stamps it");
+            ApiError::collision(
+                hlc,
+                format!(
+                    "op {index} of the batch carries the HLC {hlc}, which this hub has logged with different content, so two writers share the replica id {}; nothing of the batch was written: re-stamp the unpushed ops of that id and push again",
+                    hlc.replica
+                ),
+            )
+        }
+        ReplicaError::Store(StoreError::BatchRefused {
+            index,
             refusal: Refusal::Invalid(inv),
         }) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

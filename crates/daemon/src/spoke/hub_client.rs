@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use heph_core::Op;
 use heph_core::rpc::{Request, Response, RpcError, code};
 use heph_core::wire::{
     ErrorBody, HubUrl, PullResponse, PushRequest, PushResponse, error_code, route,
 };
+use heph_core::{Hlc, Op};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -74,6 +74,16 @@ pub enum SyncError {
         url: String,
         status: u16,
         code: String,
+        message: String,
+    },
+    /// The hub refused a push because one of its ops carries an HLC the hub
+    /// has logged with different content (409 `hlc_collision`): another
+    /// writer shares this replica's id. The sync loop repairs it itself.
+    #[error("the hub at {url} refused a push: {message}")]
+    Collision {
+        url: String,
+        /// The HLC both ops carry.
+        hlc: Hlc,
         message: String,
     },
     /// The hub's answer is not what a heph hub sends.
@@ -317,6 +327,17 @@ impl HubClient {
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(ErrorBody {
+                    error,
+                    message,
+                    hlc: Some(hlc),
+                }) if error == error_code::HLC_COLLISION => {
+                    return Err(SyncError::Collision {
+                        url: self.hub.to_string(),
+                        hlc,
+                        message,
+                    });
+                }
                 Ok(body) => (body.error, body.message),
                 Err(_) => (
                     "http_error".to_owned(),

@@ -12,6 +12,12 @@
 //! transaction so that a restart finishes it.
 //! Between rounds the loop long-polls the hub, and a local edit or
 //! `sync.now` starts a round at once. It owns no HTTP server and no socket.
+//!
+//! HLC collisions (another writer shares a replica id of ours, DESIGN §4)
+//! are repaired here, never swallowed: a pulled op whose HLC this replica
+//! holds with different content moves ours to a fresh id in the same
+//! transaction that applies the page; a push the hub refuses with
+//! `hlc_collision` moves every unpushed op of that id, then pushes again.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,12 +25,12 @@ use std::sync::Arc;
 use heph_core::hub_log::Seen;
 use heph_core::rpc::HubLogChange;
 use heph_core::wire::{MAX_PULL_LIMIT, MAX_PUSH_BYTES, MAX_PUSH_OPS, PullResponse, error_code};
-use heph_core::{Outgoing, ReplicaError, Store, StoreError};
+use heph_core::{Hlc, Outgoing, ReplicaError, ReplicaId, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::backoff::{Backoff, random_unit};
 use super::{CursorKeys, HubClient, LogChangeRecord, RoundReply, SyncError, SyncHandle};
-use crate::db::{Db, SystemClock};
+use crate::db::{Db, SystemClock, random_bytes};
 use crate::rpc::methods::Context;
 use heph_core::hlc::Clock;
 
@@ -64,6 +70,11 @@ fn release_freed_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// How many collision repairs one push may make before it gives up and
+/// reports the refusal (each repair moves every unpushed op of one replica
+/// id, so more than a few means something else is wrong).
+const MAX_REPAIRS: usize = 8;
 
 /// Room left in a push body for the envelope.
 const ENVELOPE: usize = 64;
@@ -237,9 +248,9 @@ impl SyncLoop {
         let keys = self.keys.clone();
         let next = page.next;
         let ops = page.ops;
-        let (nodes, last_seq) = self
+        let (nodes, last_seq, restamped) = self
             .db
-            .call(move |r| -> Result<(BTreeSet<_>, u64), ReplicaError> {
+            .call(move |r| -> Result<(BTreeSet<_>, u64, _), ReplicaError> {
                 let mut meta = vec![(keys.pulled.clone(), next.to_string())];
                 if let Some(last) = ops.last() {
                     let seen = Seen {
@@ -256,18 +267,29 @@ impl SyncLoop {
                 }
                 let meta: Vec<(&str, &str)> =
                     meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                let outcomes = r.receive_from(&ops, Some(&origin), &meta)?;
+                let (outcomes, restamped) =
+                    r.receive_repairing(&ops, Some(&origin), &meta, || ReplicaId(random_bytes()))?;
                 let nodes = ops
                     .iter()
                     .zip(&outcomes)
                     .filter(|(_, o)| matches!(o, heph_core::Outcome::Applied))
                     .map(|(op, _)| op.node)
+                    .chain(restamped.nodes.iter().copied())
                     .collect();
-                Ok((nodes, r.store().last_seq()?))
+                Ok((nodes, r.store().last_seq()?, restamped))
             })
             .await
             .map_err(|_| SyncError::ShuttingDown)?
             .map_err(local("apply the ops pulled from the hub"))?;
+        if let Some((old, new)) = restamped.moved.first() {
+            tracing::warn!(
+                hub = %self.origin,
+                ops = restamped.moved.len(),
+                first = %old,
+                now = %new,
+                "the hub sent ops whose HLCs this replica holds with different content: another writer shares a replica id (a copied data directory?); this replica's ops under those HLCs were re-stamped and will be pushed, nothing is lost"
+            );
+        }
         self.ctx.committed(nodes, last_seq);
         Ok(next)
     }
@@ -374,7 +396,8 @@ impl SyncLoop {
     /// Pushes this replica's own ops after `pushed` in batches — and first,
     /// while a re-push is due after a change of the hub's log, every op it
     /// holds. `pushed`, `seen` and the re-push's progress move together,
-    /// after the hub acknowledged each batch.
+    /// after the hub acknowledged each batch. A batch the hub refuses as an
+    /// HLC collision is repaired ([`Self::repair`]) and pushed again.
     async fn push_all(&self, state: State) -> Result<(), Halt> {
         let State {
             log,
@@ -383,6 +406,7 @@ impl SyncLoop {
             mut change,
             ..
         } = state;
+        let mut repairs = 0;
         loop {
             let repush_upto = change.as_ref().filter(|c| c.pending()).map(|c| c.upto);
             let out = self.next_outgoing(pushed, repush_upto).await?;
@@ -438,6 +462,14 @@ impl SyncLoop {
                             pushed = upto.max(pushed);
                             continue;
                         }
+                    }
+                    Err(SyncError::Collision { hlc, message, url }) if repairs < MAX_REPAIRS => {
+                        repairs += 1;
+                        if self.repair(pushed, hlc).await? == 0 {
+                            // None of ours carries that id: re-stamping cannot help.
+                            return Err(SyncError::Collision { url, hlc, message }.into());
+                        }
+                        continue;
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -507,6 +539,34 @@ impl SyncLoop {
         );
         self.handle.notify();
         Ok(())
+    }
+
+    /// Moves every op after `pushed` stamped by the replica id of `hlc` to a
+    /// fresh id, after the hub refused a push as an HLC collision. Returns
+    /// how many moved.
+    async fn repair(&self, pushed: u64, hlc: Hlc) -> Result<usize, SyncError> {
+        let origin = self.origin.clone();
+        let (restamped, last_seq) = self
+            .db
+            .call(move |r| -> Result<_, ReplicaError> {
+                let restamped =
+                    r.restamp_unpushed(pushed, &origin, hlc.replica, || ReplicaId(random_bytes()))?;
+                Ok((restamped, r.store().last_seq()?))
+            })
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?
+            .map_err(local("re-stamp its unpushed ops"))?;
+        tracing::warn!(
+            hub = %self.origin,
+            %hlc,
+            replica = %hlc.replica,
+            ops = restamped.moved.len(),
+            "the hub holds a different op under an HLC this replica pushed: another writer shares the replica id (a copied data directory?); re-stamped this replica's unpushed ops of that id and pushing them again, nothing is lost"
+        );
+        let moved = restamped.moved.len();
+        self.ctx
+            .committed(restamped.nodes.into_iter().collect(), last_seq);
+        Ok(moved)
     }
 
     /// One round: pull everything, then push everything. When the hub's
