@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use crate::harness::{Daemon, TestEnv, wait_until};
 use crate::oidc_support::{OidcOptions, OidcProvider, Response, http};
 
-const AUD: &str = "https://hub.e2e.invalid";
+pub(crate) const AUD: &str = "https://hub.e2e.invalid";
 
 /// Starts an OIDC hub for `idp` on a free port; returns it and its base URL.
-fn start_hub(env: &TestEnv, issuer: &str, extra: &[&str]) -> (Daemon, String) {
+pub(crate) fn start_hub(env: &TestEnv, issuer: &str, extra: &[&str]) -> (Daemon, String) {
     let mut args = vec![
         "--mode",
         "server",

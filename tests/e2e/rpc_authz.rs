@@ -10,9 +10,8 @@
 use serde_json::{Value, json};
 
 use crate::harness::{Client, Daemon, TestEnv};
+use crate::oidc_hub::{AUD, start_hub};
 use crate::oidc_support::{OidcOptions, OidcProvider, Response, http};
-
-const AUD: &str = "https://hub.e2e.invalid";
 
 struct Hub {
     _idp: OidcProvider,
@@ -29,18 +28,7 @@ impl Hub {
     fn start() -> Self {
         let idp = OidcProvider::start(AUD, OidcOptions::default());
         let env = TestEnv::new();
-        let (daemon, port) = env.start_server(&[
-            "--mode",
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--oidc-issuer",
-            idp.issuer(),
-            "--oidc-audience",
-            AUD,
-            "--owner-sub",
-            "alice",
-        ]);
+        let (daemon, url) = start_hub(&env, idp.issuer(), &["--owner-sub", "alice"]);
         let mut c = env.client();
         c.ok("hub.grant", json!({"sub": "wendy", "role": "writer"}));
         c.ok("hub.grant", json!({"sub": "rita", "role": "reader"}));
@@ -51,7 +39,7 @@ impl Hub {
             _idp: idp,
             env,
             _daemon: daemon,
-            url: format!("http://127.0.0.1:{port}"),
+            url,
         }
     }
 
