@@ -402,3 +402,57 @@ fn heph_sync_without_a_hub_says_so() {
         stdout(&o)
     );
 }
+
+/// Issue 13: `heph done` / `heph edit` on a deleted node printed "updated"
+/// and exited 0 while the change stayed invisible. Now they refuse, name
+/// the node and the way back, and `heph restore` brings it back whole.
+#[test]
+fn changing_a_deleted_node_says_so_and_restore_brings_it_back() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let added = json_out(&heph(
+        &env,
+        &["--json", "add", "Renew", "passport", "+admin"],
+    ));
+    let id = added["id"].as_str().unwrap().to_owned();
+    assert!(heph(&env, &["rm", &id[..8]]).status.success());
+
+    for args in [
+        vec!["done", &id[..8]],
+        vec!["edit", &id[..8], "--title", "Renew visa"],
+        vec!["tag", &id[..8], "urgent"],
+    ] {
+        let o = heph(&env, &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stdout(&o));
+        assert_eq!(
+            stderr(&env, &o),
+            format!(
+                "error: \"Renew passport\" ({id}) is deleted, so it was not changed\nhint: heph restore {id}\n"
+            ),
+            "{args:?}"
+        );
+    }
+    // Nothing of the refused changes was written.
+    let shown = json_out(&heph(&env, &["--json", "list", "--deleted"]));
+    let node = &shown["nodes"][0];
+    assert_eq!(
+        (
+            node["title"].clone(),
+            node["status"].clone(),
+            node["deleted"].clone()
+        ),
+        (json!("Renew passport"), json!("todo"), json!(true)),
+        "{node}"
+    );
+
+    let restored = heph(&env, &["restore", &id[..8]]);
+    assert!(restored.status.success(), "{}", stderr(&env, &restored));
+    assert!(
+        stdout(&restored).starts_with("restored"),
+        "{}",
+        stdout(&restored)
+    );
+    let listed = json_out(&heph(&env, &["--json", "list"]));
+    assert_eq!(listed["nodes"][0]["tags"], json!(["admin"]));
+    assert!(heph(&env, &["done", &id[..8]]).status.success());
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    add, auth, daemon, demo, done, edit, hub, link, list, note, rm, show, sync, tag, tags,
+    add, auth, daemon, demo, done, edit, hub, link, list, note, restore, rm, show, sync, tag, tags,
 };
 use crate::exit::EXIT_CODES_HELP;
 
@@ -79,6 +79,8 @@ pub enum Command {
     Done(done::Args),
     /// Delete tasks or notes
     Rm(rm::Args),
+    /// Bring back deleted tasks or notes
+    Restore(restore::Args),
     /// Add or remove tags
     Tag(tag::Args),
     /// Add or remove a typed link between two nodes

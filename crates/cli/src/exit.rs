@@ -319,6 +319,14 @@ fn rpc_report_by_code(err: &RpcError) -> Report {
             }
             _ => Report::new(sentence(&err.message)),
         },
+        code::DELETED => match (data_str(data, "id"), data_str(data, "title")) {
+            (Some(id), title) => Report::new(format!(
+                "{} ({id}) is deleted, so it was not changed",
+                title.map_or_else(|| "the node".to_owned(), |t| format!("{t:?}"))
+            ))
+            .hint(format!("heph restore {id}")),
+            _ => Report::new(sentence(&err.message)).hint("heph list --deleted"),
+        },
         code::METHOD_NOT_FOUND => Report::new(format!(
             "the heph daemon does not understand this request ({}); it may be older than this heph",
             sentence(&err.message)
@@ -414,6 +422,11 @@ mod tests {
         [exit 1]
         error: invalid title: a title must be 1 to 1000 characters
         ");
+        insta::assert_snapshot!(rpc(code::DELETED, "node is deleted", Some(json!({"id": "9a2e0c1d-0000-4000-8000-000000000000", "title": "Buy milk"}))), @r#"
+        [exit 1]
+        error: "Buy milk" (9a2e0c1d-0000-4000-8000-000000000000) is deleted, so it was not changed
+        hint: heph restore 9a2e0c1d-0000-4000-8000-000000000000
+        "#);
         insta::assert_snapshot!(rpc(code::METHOD_NOT_FOUND, "Unknown method node.frob", None), @r"
         [exit 1]
         error: the heph daemon does not understand this request (unknown method node.frob); it may be older than this heph

@@ -165,6 +165,9 @@ pub mod code {
     /// Client mode: the hub cannot be reached or refused the request.
     /// `data`: `{"hint": "…"}`.
     pub const HUB: i64 = -32008;
+    /// The node is deleted: restore it (`node.update` with
+    /// `"deleted": false`) before changing it. `data`: `{"id": "…", "title": "…"}`.
+    pub const DELETED: i64 = -32009;
 }
 
 /// A request. `id` absent means a notification (no response).

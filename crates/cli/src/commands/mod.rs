@@ -17,6 +17,7 @@ pub mod hub;
 pub mod link;
 pub mod list;
 pub mod note;
+pub mod restore;
 pub mod rm;
 pub mod show;
 pub mod sync;
@@ -44,6 +45,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Edit(args) => edit::run(ctx, args),
         Command::Done(args) => done::run(ctx, args),
         Command::Rm(args) => rm::run(ctx, args),
+        Command::Restore(args) => restore::run(ctx, args),
         Command::Tag(args) => tag::run(ctx, args),
         Command::Link(args) => link::run(ctx, args),
         Command::Tags(args) => tags::run(ctx, args),

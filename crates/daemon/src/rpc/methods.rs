@@ -224,6 +224,21 @@ fn create(r: &mut LocalReplica, p: CreateParams) -> Result<(Node, u64), RpcError
     write(r, id, &edits)
 }
 
+/// Refuses to change a deleted node: an edit there would be saved but stay
+/// invisible, so the user is told to restore it first.
+fn not_deleted(r: &LocalReplica, id: &NodeId) -> Result<(), RpcError> {
+    let node = load(r, id)?;
+    if !node.deleted {
+        return Ok(());
+    }
+    let title = node.title.clone().unwrap_or_default();
+    Err(RpcError::new(
+        code::DELETED,
+        format!("node {id} ({title:?}) is deleted; restore it before changing it"),
+    )
+    .with_data(json!({"id": id, "title": node.title})))
+}
+
 fn update(r: &mut LocalReplica, p: UpdateParams) -> Result<(Node, u64), RpcError> {
     let id = resolve(r, &p.id)?;
     if p.set.is_empty() {
@@ -231,6 +246,10 @@ fn update(r: &mut LocalReplica, p: UpdateParams) -> Result<(Node, u64), RpcError
             code::INVALID_PARAMS,
             "nothing to change: `set` is empty",
         ));
+    }
+    // Restoring (`"deleted": false`) is the one change a deleted node takes.
+    if p.set.get("deleted") != Some(&Value::Bool(false)) {
+        not_deleted(r, &id)?;
     }
     let mut edits = Vec::with_capacity(p.set.len());
     for (field, value) in p.set {
@@ -246,6 +265,7 @@ fn update(r: &mut LocalReplica, p: UpdateParams) -> Result<(Node, u64), RpcError
 
 fn tag(r: &mut LocalReplica, p: TagParams) -> Result<(Node, u64), RpcError> {
     let id = resolve(r, &p.id)?;
+    not_deleted(r, &id)?;
     if p.add.is_empty() && p.remove.is_empty() {
         return Err(RpcError::new(
             code::INVALID_PARAMS,
@@ -267,6 +287,7 @@ fn tag(r: &mut LocalReplica, p: TagParams) -> Result<(Node, u64), RpcError> {
 
 fn link(r: &mut LocalReplica, p: LinkParams) -> Result<(Node, u64), RpcError> {
     let id = resolve(r, &p.id)?;
+    not_deleted(r, &id)?;
     let target = resolve(r, &p.target)?;
     write(
         r,
