@@ -1730,3 +1730,74 @@ fn the_hub_refuses_a_colliding_hlc_and_the_spoke_re_stamps_its_ops() {
         st["pending_ops"] == 0 && st["last_error"].is_null()
     });
 }
+
+/// Issue 13, scenario 5: a local edit or `sync.now` that cut a long poll
+/// short dropped the `changed` events of the page it was applying (100 of
+/// 1,500 missed, no `resync`), so heph-tui showed stale data. Every pulled
+/// commit is now announced: each of A's nodes reaches B's subscriber as a
+/// `changed` event, while B keeps editing and asking for syncs.
+#[test]
+fn pulled_changes_are_announced_even_when_a_local_edit_cuts_the_long_poll_short() {
+    const N: usize = 800;
+    let hub_env = TestEnv::new();
+    let (_hub, port) = hub_env.start_hub(None);
+    let (a_env, b_env) = (TestEnv::new(), TestEnv::new());
+    let _a = a_env.start_spoke(port);
+    let _b = b_env.start_spoke(port);
+    let mut sub = b_env.client();
+    assert_eq!(sub.ok("events.subscribe", json!({}))["subscribed"], true);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut a_ids, mut seen, mut resyncs) = (BTreeSet::new(), BTreeSet::new(), 0u64);
+    std::thread::scope(|s| {
+        // B interrupts its own long polls: local edits and sync.now, over and over.
+        s.spawn(|| {
+            let mut c = b_env.client();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.ok("node.create", json!({"title": format!("b local {i}")}));
+                c.try_call("sync.now", json!({}));
+                i += 1;
+            }
+        });
+        let mut c = a_env.client();
+        for i in 0..N {
+            let id = c.ok("node.create", json!({"title": format!("a {i}")}))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            a_ids.insert(id);
+        }
+        // Read B's events until every one of A's nodes was announced (bounded
+        // by the subscriber's 30 s read timeout and the deadline).
+        let deadline = std::time::Instant::now() + CONVERGE;
+        while !a_ids.is_subset(&seen) && std::time::Instant::now() < deadline {
+            let Some(ev) = sub.read() else { break };
+            match ev["params"]["type"].as_str() {
+                Some("changed") => seen.extend(
+                    ev["params"]["nodes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|n| n.as_str().unwrap().to_owned()),
+                ),
+                // A subscriber that fell behind is told to resync: it
+                // reloads everything, so nothing is stale. Enough said.
+                Some("resync") => {
+                    resyncs += 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let missed = a_ids.difference(&seen).count();
+    assert!(
+        missed == 0 || resyncs > 0,
+        "{missed} of {N} pulled nodes were never announced, and no resync was sent"
+    );
+    // B really holds them (the events were not announced ahead of the data).
+    let b_titles = titles_with(&b_env, "a ");
+    assert_eq!(b_titles.len(), N);
+}

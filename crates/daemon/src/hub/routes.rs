@@ -242,35 +242,31 @@ async fn push(
     }
     let ops = req.ops;
     let fresh = super::log_id::fresh();
+    let ctx = state.ctx.clone();
     let result = state
         .db
         .call(move |r| -> Result<_, ReplicaError> {
             let outcomes = r.receive(&ops)?;
-            let (log, _) = super::log_id::ensure(r, fresh)?;
-            let end = heph_core::hub_log::end(r.store())?;
             let nodes: BTreeSet<_> = ops
                 .iter()
                 .zip(&outcomes)
                 .filter(|(_, o)| matches!(o, Outcome::Applied))
                 .map(|(op, _)| op.node)
                 .collect();
+            // Announced on the replica thread right after the commit, so a
+            // pusher that hangs up meanwhile cannot keep long polls asleep.
+            ctx.committed(nodes, r.store().last_seq()?);
+            let (log, _) = super::log_id::ensure(r, fresh)?;
+            let end = heph_core::hub_log::end(r.store())?;
             let duplicates = outcomes
                 .iter()
                 .filter(|o| matches!(o, Outcome::Duplicate))
                 .count() as u64;
-            Ok((
-                nodes,
-                r.store().last_seq()?,
-                outcomes.len() as u64 - duplicates,
-                duplicates,
-                log,
-                end,
-            ))
+            Ok((outcomes.len() as u64 - duplicates, duplicates, log, end))
         })
         .await
         .map_err(|_| ApiError::shutting_down())?;
-    let (nodes, last_seq, accepted, duplicates, log, end) = result.map_err(push_error)?;
-    state.ctx.committed(nodes, last_seq);
+    let (accepted, duplicates, log, end) = result.map_err(push_error)?;
     Ok(axum::Json(PushResponse {
         accepted,
         duplicates,

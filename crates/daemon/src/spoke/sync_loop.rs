@@ -19,7 +19,6 @@
 //! transaction that applies the page; a push the hub refuses with
 //! `hlc_collision` moves every unpushed op of that id, then pushes again.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use heph_core::hub_log::Seen;
@@ -248,9 +247,10 @@ impl SyncLoop {
         let keys = self.keys.clone();
         let next = page.next;
         let ops = page.ops;
-        let (nodes, last_seq, restamped) = self
+        let ctx = self.ctx.clone();
+        let restamped = self
             .db
-            .call(move |r| -> Result<(BTreeSet<_>, u64, _), ReplicaError> {
+            .call(move |r| -> Result<_, ReplicaError> {
                 let mut meta = vec![(keys.pulled.clone(), next.to_string())];
                 if let Some(last) = ops.last() {
                     let seen = Seen {
@@ -276,7 +276,11 @@ impl SyncLoop {
                     .map(|(op, _)| op.node)
                     .chain(restamped.nodes.iter().copied())
                     .collect();
-                Ok((nodes, r.store().last_seq()?, restamped))
+                // Announced here, on the replica thread, right after the
+                // commit: a caller cancelled meanwhile (a long poll cut
+                // short by a local edit) cannot lose the event.
+                ctx.committed(nodes, r.store().last_seq()?);
+                Ok(restamped)
             })
             .await
             .map_err(|_| SyncError::ShuttingDown)?
@@ -290,7 +294,6 @@ impl SyncLoop {
                 "the hub sent ops whose HLCs this replica holds with different content: another writer shares a replica id (a copied data directory?); this replica's ops under those HLCs were re-stamped and will be pushed, nothing is lost"
             );
         }
-        self.ctx.committed(nodes, last_seq);
         Ok(next)
     }
 
@@ -546,12 +549,17 @@ impl SyncLoop {
     /// how many moved.
     async fn repair(&self, pushed: u64, hlc: Hlc) -> Result<usize, SyncError> {
         let origin = self.origin.clone();
-        let (restamped, last_seq) = self
+        let ctx = self.ctx.clone();
+        let restamped = self
             .db
             .call(move |r| -> Result<_, ReplicaError> {
                 let restamped =
                     r.restamp_unpushed(pushed, &origin, hlc.replica, || ReplicaId(random_bytes()))?;
-                Ok((restamped, r.store().last_seq()?))
+                ctx.committed(
+                    restamped.nodes.iter().copied().collect(),
+                    r.store().last_seq()?,
+                );
+                Ok(restamped)
             })
             .await
             .map_err(|_| SyncError::ShuttingDown)?
@@ -563,10 +571,7 @@ impl SyncLoop {
             ops = restamped.moved.len(),
             "the hub holds a different op under an HLC this replica pushed: another writer shares the replica id (a copied data directory?); re-stamped this replica's unpushed ops of that id and pushing them again, nothing is lost"
         );
-        let moved = restamped.moved.len();
-        self.ctx
-            .committed(restamped.nodes.into_iter().collect(), last_seq);
-        Ok(moved)
+        Ok(restamped.moved.len())
     }
 
     /// One round: pull everything, then push everything. When the hub's
