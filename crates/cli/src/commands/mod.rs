@@ -27,7 +27,7 @@ pub mod tags;
 use std::io::Read;
 
 use heph_core::input::{self, Ymd};
-use heph_core::rpc::{IdParams, ListResult, method};
+use heph_core::rpc::{IdParams, ListResult, UpdateParams, method};
 use heph_core::{Node, Priority, Status};
 
 use crate::cli::Command;
@@ -95,6 +95,29 @@ pub fn tag_name(text: &str) -> String {
 /// Fetches one node by id or unique prefix.
 pub fn get_node(client: &mut Client, id: &str) -> Result<Node, CliError> {
     Ok(client.call(method::NODE_GET, IdParams { id: id.to_owned() })?)
+}
+
+/// Sets one register of each node in `ids` (`heph done`, `heph restore`),
+/// printing `verb` beside each node changed.
+pub fn set_on_each(
+    ctx: &Ctx,
+    ids: &[String],
+    verb: &str,
+    field: &str,
+    value: serde_json::Value,
+) -> Result<(), CliError> {
+    for_each_id(
+        ctx,
+        ids,
+        |node| crate::output::changed(verb, node),
+        |client, id| {
+            let params = UpdateParams {
+                id: id.to_owned(),
+                set: std::collections::BTreeMap::from([(field.to_owned(), value.clone())]),
+            };
+            Ok(client.call(method::NODE_UPDATE, params)?)
+        },
+    )
 }
 
 /// Applies `action` to each id in turn. A failure is printed and the rest

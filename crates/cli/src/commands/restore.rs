@@ -1,15 +1,11 @@
 //! `heph restore`: brings back deleted tasks or notes (sets the `deleted`
 //! register to false; every field they had comes back with them).
 
-use std::collections::BTreeMap;
-
-use heph_core::rpc::{UpdateParams, method};
 use serde_json::Value;
 
-use crate::commands::for_each_id;
+use crate::commands::set_on_each;
 use crate::context::Ctx;
 use crate::exit::CliError;
-use crate::output;
 
 /// `heph restore`.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,17 +16,5 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<(), CliError> {
-    for_each_id(
-        ctx,
-        &args.ids,
-        |node| output::changed("restored", node),
-        |client, id| {
-            let set = BTreeMap::from([("deleted".to_owned(), Value::Bool(false))]);
-            let params = UpdateParams {
-                id: id.to_owned(),
-                set,
-            };
-            Ok(client.call(method::NODE_UPDATE, params)?)
-        },
-    )
+    set_on_each(ctx, &args.ids, "restored", "deleted", Value::Bool(false))
 }
