@@ -1254,6 +1254,22 @@ fn titles(env: &TestEnv) -> BTreeSet<String> {
         .collect()
 }
 
+/// Starts a fresh spoke and waits until it holds every title of
+/// `everything` and has converged with `others` (the hub among them).
+fn fresh_spoke_holding(
+    port: u16,
+    everything: &BTreeSet<String>,
+    others: &[&TestEnv],
+) -> (TestEnv, Daemon) {
+    let env = TestEnv::new();
+    let daemon = env.start_spoke(port);
+    wait_for_titles(&env, everything);
+    let mut all = others.to_vec();
+    all.push(&env);
+    wait_converged(&all, None);
+    (env, daemon)
+}
+
 /// Waits (a bounded poll) until `env` lists every title in `want`; names
 /// the missing ones when they never come.
 fn wait_for_titles(env: &TestEnv, want: &BTreeSet<String>) {
@@ -1326,11 +1342,8 @@ fn a_hub_restored_from_a_backup_made_while_it_ran_gets_back_every_op() {
     grow_hub_log_past(&hub_env, &b_env, cursor, "after the restore, on B");
 
     let a = a_env.start_spoke(port);
-    let c_env = TestEnv::new();
-    let c = c_env.start_spoke(port);
     let everything = titles(&b_env);
-    wait_for_titles(&c_env, &everything);
-    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    let (c_env, c) = fresh_spoke_holding(port, &everything, &[&hub_env, &a_env, &b_env]);
     let change = wait_for_log_change_report(&a_env);
     assert!(change["ops"].as_u64().unwrap() >= cursor, "{change}");
     assert!(a.log_text().contains("the hub's log changed"));
@@ -1366,12 +1379,9 @@ fn a_deleted_hub_database_gets_back_every_op_any_spoke_holds() {
     let (hub, _) = hub_env.start_hub(Some(port));
     create_tasks(&a_env, "after the reset, on A", 1);
 
-    let c_env = TestEnv::new();
-    let c = c_env.start_spoke(port);
     let mut everything = everything;
     everything.insert("after the reset, on A 0".into());
-    wait_for_titles(&c_env, &everything);
-    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    let (c_env, c) = fresh_spoke_holding(port, &everything, &[&hub_env, &a_env, &b_env]);
     for env in [&a_env, &b_env] {
         let change = wait_for_log_change_report(env);
         assert!(change["ops"].as_u64().unwrap() > 0, "{change}");
@@ -1411,12 +1421,9 @@ fn a_spoke_offline_across_a_reset_notices_although_the_new_log_passed_its_cursor
     grow_hub_log_past(&hub_env, &a_env, cursor, "after the reset, on A");
 
     let b = b_env.start_spoke(port);
-    let c_env = TestEnv::new();
-    let c = c_env.start_spoke(port);
     let mut everything = titles(&a_env);
     everything.extend(titles(&b_env));
-    wait_for_titles(&c_env, &everything);
-    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    let (c_env, c) = fresh_spoke_holding(port, &everything, &[&hub_env, &a_env, &b_env]);
     let change = wait_for_log_change_report(&b_env);
     assert!(change["ops"].as_u64().unwrap() >= cursor, "{change}");
     assert_eq!(titles(&hub_env), everything);
@@ -1451,10 +1458,7 @@ fn a_retired_spokes_ops_return_to_a_hub_restored_from_a_backup() {
     restore_database(&hub_env.db, &copy);
     let (hub, _) = hub_env.start_hub(Some(port));
 
-    let c_env = TestEnv::new();
-    let c = c_env.start_spoke(port);
-    wait_for_titles(&c_env, &everything);
-    wait_converged(&[&hub_env, &a_env, &b_env, &c_env], None);
+    let (c_env, c) = fresh_spoke_holding(port, &everything, &[&hub_env, &a_env, &b_env]);
     assert_eq!(titles(&hub_env), everything);
     assert_same_stores(
         &mut [hub, a, b, c],
