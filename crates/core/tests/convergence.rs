@@ -856,8 +856,21 @@ fn a_reopened_replica_takes_a_fresh_id_and_stamps_past_its_log_when_the_clock_we
 /// duplicate; the pusher re-stamps its unpushed ops and pushes again; a third
 /// copy that never pushed meets the collision on pull and repairs there.
 /// Every op made survives, and every replica ends with the same registers.
+/// The hub the copies of `shared_replica_ids_collide_and_are_repaired` sync with.
+const HUB: &str = "https://hub.example";
+
+/// The ops a replica would push to `HUB` (its own, from the start).
+fn own_ops<S: Store>(store: &S) -> Vec<Op> {
+    store
+        .outgoing(0, 100, HUB)
+        .unwrap()
+        .ops
+        .into_iter()
+        .map(|l| l.op)
+        .collect()
+}
+
 fn shared_replica_ids_collide_and_are_repaired<S: Store>(mut make: impl FnMut() -> S) {
-    const HUB: &str = "https://hub.example";
     let clock = Arc::new(ManualClock::new(BASE_MS));
     let mut hub = Replica::open(make(), clock.clone(), DEFAULT_MAX_CLOCK_SKEW_MS, || {
         rid(0xb0)
@@ -922,14 +935,7 @@ fn shared_replica_ids_collide_and_are_repaired<S: Store>(mut make: impl FnMut() 
     );
     let node1 = copies[1].store().node(&node(1)).unwrap().unwrap();
     assert_eq!(node1.title.as_deref(), Some("renamed on copy 1"));
-    let ops1: Vec<Op> = copies[1]
-        .store()
-        .outgoing(0, 100, HUB)
-        .unwrap()
-        .ops
-        .into_iter()
-        .map(|l| l.op)
-        .collect();
+    let ops1 = own_ops(copies[1].store());
     assert!(
         hub.receive(&ops1)
             .unwrap()
@@ -954,14 +960,7 @@ fn shared_replica_ids_collide_and_are_repaired<S: Store>(mut make: impl FnMut() 
         Some("5")
     );
     assert_ne!(copies[2].id(), shared);
-    let ops2: Vec<Op> = copies[2]
-        .store()
-        .outgoing(0, 100, HUB)
-        .unwrap()
-        .ops
-        .into_iter()
-        .map(|l| l.op)
-        .collect();
+    let ops2 = own_ops(copies[2].store());
     assert_eq!(ops2.len(), 2, "only copy 2's own ops go back");
     hub.receive(&ops2).unwrap();
 
