@@ -29,10 +29,7 @@ pub fn run(opts: &Options) -> Result<Vec<Line>, Box<dyn std::error::Error>> {
 
 fn run_inner(opts: &Options) -> Result<Vec<Line>, Error> {
     hephd::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async {
         let (mut base, mut flooded) = (Vec::new(), Vec::new());
         let (mut sent, mut admitted) = (0, 0);

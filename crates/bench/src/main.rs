@@ -41,6 +41,15 @@ pub struct Options {
     pub runs: usize,
 }
 
+/// The runtime every async benchmark runs on: two workers, like the
+/// machines the budgets were set on.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 fn parse_args(args: &[String]) -> Result<(String, Options), String> {
     let mut opts = Options {
         ops: 100_000,

@@ -69,11 +69,7 @@ fn over_socket(dir: &std::path::Path) -> Result<Vec<Duration>, Error> {
     let config = Config::resolve(&args, &env, &|_| Ok(String::new()))?;
     let (stop, stopped) = watch::channel(false);
     let daemon = std::thread::spawn(move || -> Result<(), String> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let rt = crate::runtime().map_err(|e| e.to_string())?;
         rt.block_on(hephd::run(&config, stopped))
             .map_err(|e| e.to_string())
     });

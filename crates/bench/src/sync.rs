@@ -287,10 +287,7 @@ pub fn run(_opts: &Options) -> Result<Vec<Line>, Error> {
     );
 
     // Incremental rounds against both hubs.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     let inc_small = incremental(&rt, small_port, 0x11)?;
     let inc_big = incremental(&rt, big_port, 0x22)?;
     eprintln!("sync: incremental round {inc_small:?} (1,000 ops) vs {inc_big:?} (1,000,000 ops)");
