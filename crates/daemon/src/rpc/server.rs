@@ -211,7 +211,9 @@ pub(crate) async fn answer(
         }
         Message::Batch(items) => items,
     };
-    let mut replies: Vec<String> = Vec::new();
+    // The batch's reply is written as it runs (no list of replies joined
+    // into a second copy at the end); `bytes` counts each reply plus one.
+    let mut out = String::from("[");
     let mut bytes = 0usize;
     let mut full = false;
     for item in items {
@@ -240,11 +242,17 @@ pub(crate) async fn answer(
             }
         };
         if let Some(line) = reply {
+            if bytes > 0 {
+                out.push(',');
+            }
             bytes += line.len() + 1;
-            replies.push(line);
+            out.push_str(&line);
         }
     }
-    (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")))
+    (bytes > 0).then(|| {
+        out.push(']');
+        out
+    })
 }
 
 /// The answer to a batch item left unrun because the batch's replies were full.
